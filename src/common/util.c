@@ -1,0 +1,135 @@
+/*
+ * util.c - allocation, parsing and I/O helpers
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+static void
+oom(size_t n)
+{
+    char msg[96];
+    int len = snprintf(msg, sizeof(msg), "buffdb: out of memory (%zu bytes)\n", n);
+    if (len > 0) {
+        ssize_t w = write(STDERR_FILENO, msg, (size_t)len);
+        (void)w;
+    }
+    abort();
+}
+
+void *
+xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        oom(n);
+    return p;
+}
+
+void *
+xcalloc(size_t nmemb, size_t size)
+{
+    void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+    if (p == NULL)
+        oom(nmemb * size);
+    return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        oom(n);
+    return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        oom(strlen(s) + 1);
+    return p;
+}
+
+int
+bfdb_parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (s == NULL || *s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int
+bfdb_parse_int(const char *s, long min, long max, long *out)
+{
+    int neg = 0;
+    uint64_t v;
+
+    if (s != NULL && *s == '-' && min < 0) {
+        neg = 1;
+        s++;
+    }
+    if (bfdb_parse_u64(s, &v) != 0 || v > (uint64_t)LONG_MAX)
+        return -1;
+    long r = neg ? -(long)v : (long)v;
+    if (r < min || r > max)
+        return -1;
+    *out = r;
+    return 0;
+}
+
+ssize_t
+bfdb_read_full(int fd, void *buf, size_t n)
+{
+    size_t done = 0;
+
+    while (done < n) {
+        ssize_t r = read(fd, (char *)buf + done, n - done);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+int
+bfdb_write_full(int fd, const void *buf, size_t n)
+{
+    size_t done = 0;
+
+    while (done < n) {
+        ssize_t w = write(fd, (const char *)buf + done, n - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}

@@ -1,0 +1,204 @@
+/*
+ * store.h - the SQLite WAL store: the kv store and the blob store
+ *
+ * src/store/ is the only code that talks to SQLite.  A bfdb_store is one
+ * SQLite connection to one store file; it belongs to one thread of one
+ * process and is opened after fork (never inherited across fork).  Many
+ * processes may open the same file at once: WAL mode lets readers run
+ * beside the one writer, and a busy timeout makes writers queue.
+ *
+ * Every function returns 0 or a negative BFDB_E* code (common/error.h);
+ * after an error bfdb_store_errmsg() says what failed, SQLite's own text
+ * included.  Strings (keys, values, metadata) are byte strings with an
+ * explicit length: embedded NUL bytes survive.  Output buffers are
+ * malloc(3)ed, NUL-terminated one byte past their length, and owned by the
+ * caller.
+ *
+ * On-disk formats are described in docs/ARCHITECTURE.md ("Store files").
+ */
+#ifndef BFDB_STORE_STORE_H
+#define BFDB_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cmp.h"
+#include "common/error.h"
+
+typedef struct bfdb_store bfdb_store;
+
+enum bfdb_store_kind { BFDB_STORE_KV = 0, BFDB_STORE_BLOB = 1 };
+enum bfdb_sync_mode { BFDB_SYNC_NORMAL = 0, BFDB_SYNC_FULL = 1 };
+
+#define BFDB_BLOB_ID_MAX ((uint64_t)INT64_MAX)
+#define BFDB_DEFAULT_BUSY_TIMEOUT_MS 10000
+#define BFDB_DEFAULT_BLOB_INLINE_MAX (64u << 20)
+#define BFDB_DEFAULT_BLOB_PART_SIZE (16u << 20)
+
+struct bfdb_store_opts {
+    int sync;              /* BFDB_SYNC_NORMAL (default) or BFDB_SYNC_FULL */
+    int busy_timeout_ms;   /* 0: BFDB_DEFAULT_BUSY_TIMEOUT_MS */
+    int no_create;         /* 1: fail if the file does not exist */
+    uint32_t blob_inline_max; /* blobs above this go to parts; 0: default */
+    uint32_t blob_part_size;  /* size of one part; 0: default */
+};
+
+/*
+ * bfdb_store_open - open the store file at path as a kv or blob store,
+ * creating it and its tables if needed (unless opts->no_create) and
+ * checking that an existing file is a store of that kind.  opts may be
+ * NULL for the defaults.  On failure *out is NULL and err holds the reason.
+ */
+int bfdb_store_open(bfdb_store **out, int kind, const char *path,
+                    const struct bfdb_store_opts *opts, char *err,
+                    size_t errlen);
+
+/* bfdb_store_close - finalize statements and close; NULL is a no-op */
+void bfdb_store_close(bfdb_store *s);
+
+/* bfdb_store_errmsg - what the last failing call on s failed at */
+const char *bfdb_store_errmsg(const bfdb_store *s);
+
+int bfdb_store_kind(const bfdb_store *s);
+const char *bfdb_store_path(const bfdb_store *s);
+
+/*
+ * bfdb_store_paths_distinct - 0 if the kv and blob paths name different
+ * files (different strings and, for files that exist, different inodes);
+ * BFDB_EINVAL with a message otherwise.
+ */
+int bfdb_store_paths_distinct(const char *kv_path, const char *blob_path,
+                              char *err, size_t errlen);
+
+/*
+ * bfdb_store_set_interrupt - while fn is set, long statements poll
+ * fn(arg) and stop with BFDB_EINTERRUPTED when it returns nonzero (a
+ * cancelled call or a passed deadline).  fn NULL removes it.
+ */
+void bfdb_store_set_interrupt(bfdb_store *s, int (*fn)(void *), void *arg);
+
+/* ---- kv store ---------------------------------------------------------- */
+
+/* bfdb_kv_get - the value of key; BFDB_ENOTFOUND if there is none */
+int bfdb_kv_get(bfdb_store *s, const char *key, size_t klen, char **val,
+                size_t *vlen);
+
+/* bfdb_kv_set - insert or replace */
+int bfdb_kv_set(bfdb_store *s, const char *key, size_t klen, const char *val,
+                size_t vlen);
+
+/* bfdb_kv_delete - remove key; a missing key is not an error.  *deleted
+ * (may be NULL) tells whether a row went. */
+int bfdb_kv_delete(bfdb_store *s, const char *key, size_t klen, int *deleted);
+
+/* bfdb_kv_digest - SHA-256 of key's value, for Eq/NotEq; BFDB_ENOTFOUND */
+int bfdb_kv_digest(bfdb_store *s, const char *key, size_t klen,
+                   uint8_t digest[BFDB_DIGEST_LEN]);
+
+/* ---- blob store -------------------------------------------------------- */
+/*
+ * Ids run from 1 and are never reused, not even the highest after it is
+ * deleted.  An id above BFDB_BLOB_ID_MAX is BFDB_EINVAL.  Metadata is a
+ * string or absent: meta == NULL means absent (SQL NULL), a non-NULL
+ * pointer with mlen 0 is the empty string.
+ */
+
+/* bfdb_blob_get - data and metadata in memory.  BFDB_ENOTFOUND for a
+ * missing id; BFDB_ETOOBIG if the data is longer than max_len. */
+int bfdb_blob_get(bfdb_store *s, uint64_t id, size_t max_len, void **data,
+                  size_t *len, char **meta, size_t *mlen);
+
+/* bfdb_blob_store - store a new blob; *id receives its id */
+int bfdb_blob_store(bfdb_store *s, const void *data, size_t len,
+                    const char *meta, size_t mlen, uint64_t *id);
+
+/*
+ * bfdb_blob_update - upstream's update matrix:
+ *   data absent,  update_meta 0: nothing changes
+ *   data present, update_meta 1: data and metadata replaced (meta NULL: NULL)
+ *   data absent,  update_meta 1: only metadata replaced
+ *   data present, update_meta 0: only data replaced
+ * has_data says whether data is present.  A missing id is not an error:
+ * *updated (may be NULL) is 0 then.
+ */
+int bfdb_blob_update(bfdb_store *s, uint64_t id, int has_data,
+                     const void *data, size_t len, int update_meta,
+                     const char *meta, size_t mlen, int *updated);
+
+/* bfdb_blob_delete - delete id; a missing id is not an error */
+int bfdb_blob_delete(bfdb_store *s, uint64_t id, int *deleted);
+
+/* bfdb_blob_digest - SHA-256 of id's data, streamed; BFDB_ENOTFOUND */
+int bfdb_blob_digest(bfdb_store *s, uint64_t id,
+                     uint8_t digest[BFDB_DIGEST_LEN]);
+
+/*
+ * Streaming access for blobs too large to hold in memory.  A reader holds
+ * a read transaction on s until closed: it sees one consistent version
+ * and s must not be used for anything else meanwhile.  A writer holds the
+ * store's write lock (other writers wait) until committed or aborted; the
+ * total size is fixed when it is opened and exactly that many bytes must
+ * be written before commit.
+ */
+typedef struct bfdb_blob_reader bfdb_blob_reader;
+typedef struct bfdb_blob_writer bfdb_blob_writer;
+
+int bfdb_blob_reader_open(bfdb_store *s, uint64_t id, bfdb_blob_reader **r,
+                          uint64_t *size, char **meta, size_t *mlen);
+/* read up to n bytes at the current position; *got 0 means the end */
+int bfdb_blob_reader_read(bfdb_blob_reader *r, void *buf, size_t n,
+                          size_t *got);
+void bfdb_blob_reader_close(bfdb_blob_reader *r);
+
+/*
+ * bfdb_blob_writer_open - id 0 stores a new blob (its id in *id_out);
+ * otherwise replaces id's data (BFDB_ENOTFOUND if it does not exist).
+ * set_meta 0 leaves the metadata as it is (new blob: NULL).
+ */
+int bfdb_blob_writer_open(bfdb_store *s, uint64_t id, uint64_t size,
+                          int set_meta, const char *meta, size_t mlen,
+                          bfdb_blob_writer **w, uint64_t *id_out);
+int bfdb_blob_writer_write(bfdb_blob_writer *w, const void *buf, size_t n);
+/* commit makes the blob durable and frees w, whatever it returns */
+int bfdb_blob_writer_commit(bfdb_blob_writer *w);
+void bfdb_blob_writer_abort(bfdb_blob_writer *w);
+
+/* ---- raw SQL ----------------------------------------------------------- */
+/*
+ * Raw SQL runs under an authorizer: no ATTACH/DETACH/VACUUM, no
+ * transaction control (BEGIN, COMMIT, SAVEPOINT...), no pragma that
+ * changes settings, no writes to buffdb's own tables, no dropping or
+ * altering kv/blob.  Text holding more than one statement is BFDB_EINVAL;
+ * SQL errors are BFDB_ESQL with SQLite's message.
+ */
+typedef struct bfdb_query bfdb_query;
+
+enum bfdb_col_type {
+    BFDB_COL_INTEGER = 1,
+    BFDB_COL_REAL = 2,
+    BFDB_COL_TEXT = 3,
+    BFDB_COL_BLOB = 4,
+    BFDB_COL_NULL = 5
+};
+
+int bfdb_query_open(bfdb_store *s, const char *sql, size_t len,
+                    bfdb_query **q);
+/* bfdb_query_next - 1: a row is ready; 0: done; < 0: error */
+int bfdb_query_next(bfdb_query *q);
+int bfdb_query_columns(bfdb_query *q);
+int bfdb_query_type(bfdb_query *q, int col);
+int64_t bfdb_query_int(bfdb_query *q, int col);
+double bfdb_query_real(bfdb_query *q, int col);
+/* text or blob bytes of a column, valid until the next call on q */
+const void *bfdb_query_bytes(bfdb_query *q, int col, size_t *len);
+void bfdb_query_close(bfdb_query *q);
+
+/*
+ * bfdb_query_execute - run one statement that returns no rows; *changes
+ * receives the rows it inserted, updated or deleted.  A statement that
+ * returns rows is BFDB_EINVAL.
+ */
+int bfdb_query_execute(bfdb_store *s, const char *sql, size_t len,
+                       uint64_t *changes);
+
+#endif /* BFDB_STORE_STORE_H */

@@ -1,0 +1,71 @@
+/*
+ * store_int.h - what the files of src/store/ share; not for other code
+ */
+#ifndef BFDB_STORE_STORE_INT_H
+#define BFDB_STORE_STORE_INT_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Prepared statements, prepared once at open and reused. */
+enum store_stmt {
+    ST_KV_GET,
+    ST_KV_SET,
+    ST_KV_DELETE,
+    ST_BLOB_INFO,
+    ST_BLOB_NEXT_ID,
+    ST_BLOB_INSERT,
+    ST_BLOB_SET_DATA,
+    ST_BLOB_SET_META,
+    ST_BLOB_SET_BOTH,
+    ST_BLOB_DELETE,
+    ST_BLOB_EXISTS,
+    ST_PART_LIST,
+    ST_PART_INSERT,
+    ST_PART_CLEAR,
+    ST_BEGIN_IMMEDIATE,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST__COUNT
+};
+
+struct bfdb_store {
+    sqlite3 *db;
+    int kind;
+    char *path;
+    uint32_t blob_inline_max;
+    uint32_t blob_part_size;
+    sqlite3_stmt *st[ST__COUNT];
+    int (*interrupt_fn)(void *);
+    void *interrupt_arg;
+    int busy;               /* a reader, writer or query is open on s */
+    int raw_dml;            /* the raw statement being prepared writes rows */
+    char errmsg[1024];
+};
+
+/* store_error - map a SQLite result code to a BFDB_E* code */
+int store_error(int sqlite_rc);
+
+/* store_fail - record "<what>: <sqlite message>" and return the code */
+int store_fail(bfdb_store *s, int sqlite_rc, const char *what);
+
+/* store_failf - record a formatted message and return code */
+int store_failf(bfdb_store *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* store_stmt - the reset, unbound statement i */
+sqlite3_stmt *store_stmt(bfdb_store *s, int i);
+
+/* store_exec_stmt - step statement i once (no rows expected) and reset */
+int store_exec_stmt(bfdb_store *s, int i, const char *what);
+
+int store_begin(bfdb_store *s, int immediate);
+int store_commit(bfdb_store *s);
+void store_rollback(bfdb_store *s);
+
+/* store_check_free - BFDB_EINTERNAL if a reader/writer/query is open */
+int store_check_free(bfdb_store *s);
+
+#endif /* BFDB_STORE_STORE_INT_H */
