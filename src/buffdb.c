@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/log.h"
+#include "master/master.h"
 
 static const char usage_text[] =
     "usage: buffdb run [ADDR] [--addr ADDR] [--kv-store PATH]\n"
@@ -52,6 +53,6 @@ main(int argc, char **argv)
     if (strcmp(cmd, "query") == 0)
         return cli_query(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
-        return cli_error("run: the server is not built yet");
+        return master_run(argc - 1, argv + 1);
     return cli_usage_error("unknown command '%s'", cmd);
 }

@@ -106,8 +106,12 @@ input_open(struct input *in, const char *path, char *buf)
         return cli_error("%s is a directory", path);
     }
     if (S_ISREG(sb.st_mode)) {
+        /* standard input may be a file partly read already: take the rest */
+        off_t pos = lseek(fd, 0, SEEK_CUR);
+        if (pos < 0)
+            pos = 0;
         in->fd = fd;
-        in->size = (uint64_t)sb.st_size;
+        in->size = pos < sb.st_size ? (uint64_t)(sb.st_size - pos) : 0;
         return CLI_OK;
     }
     int rc = spool(fd, in->name, &in->fd, &in->size, buf);
@@ -207,12 +211,9 @@ blob_compare(bfdb_store *s, int mode, int n, char **ids)
     uint64_t id;
     int ret = CLI_OK;
 
-    for (int i = 0; i < n; i++)
-        if (parse_id(ids[i], &id) != 0)
-            return CLI_USAGE;
     bfdb_cmp_init(&c, mode);
     for (int i = 0; i < n; i++) {
-        parse_id(ids[i], &id);
+        (void)parse_id(ids[i], &id); /* cli_blob checked them all */
         int rc = bfdb_blob_digest(s, id, d);
         if (rc == BFDB_ENOTFOUND) {
             ret = cli_error("blob %" PRIu64 " not found", id);
@@ -231,21 +232,41 @@ blob_compare(bfdb_store *s, int mode, int n, char **ids)
     return ret;
 }
 
+/* update_check - the arguments of `update`, checked before the store is
+ * opened; CLI_OK or CLI_USAGE */
 static int
-blob_update(bfdb_store *s, int nargs, char **args, char *buf)
+update_check(int nargs, char **args, uint64_t *id)
 {
-    uint64_t id;
-    int ret;
-
     if (nargs < 2)
         return cli_usage_error("blob update: expected ID data|metadata|all");
-    if (parse_id(args[0], &id) != 0)
+    if (parse_id(args[0], id) != 0)
         return CLI_USAGE;
     const char *what = args[1];
     if (strcmp(what, "metadata") == 0) {
         if (nargs > 3)
             return cli_usage_error("blob update ID metadata: expected at most "
                                    "one METADATA");
+        return CLI_OK;
+    }
+    int all = strcmp(what, "all") == 0;
+    if (!all && strcmp(what, "data") != 0)
+        return cli_usage_error("blob update: unknown mode '%s' (data, "
+                               "metadata or all)", what);
+    if (nargs < 3 || nargs > (all ? 4 : 3))
+        return cli_usage_error(all ? "blob update ID all: expected FILE "
+                                     "[METADATA]"
+                                   : "blob update ID data: expected FILE");
+    return CLI_OK;
+}
+
+/* blob_update - run `update`, its arguments passed by update_check */
+static int
+blob_update(bfdb_store *s, uint64_t id, int nargs, char **args, char *buf)
+{
+    int ret;
+
+    const char *what = args[1];
+    if (strcmp(what, "metadata") == 0) {
         const char *meta = nargs == 3 ? args[2] : NULL;
         int updated;
         if (bfdb_blob_update(s, id, 0, NULL, 0, 1, meta,
@@ -257,13 +278,6 @@ blob_update(bfdb_store *s, int nargs, char **args, char *buf)
         return CLI_OK;
     }
     int all = strcmp(what, "all") == 0;
-    if (!all && strcmp(what, "data") != 0)
-        return cli_usage_error("blob update: unknown mode '%s' (data, "
-                               "metadata or all)", what);
-    if (nargs < 3 || nargs > (all ? 4 : 3))
-        return cli_usage_error(all ? "blob update ID all: expected FILE "
-                                     "[METADATA]"
-                                   : "blob update ID data: expected FILE");
     struct input in;
     if ((ret = input_open(&in, args[2], buf)) != CLI_OK)
         return ret;
@@ -310,8 +324,15 @@ cli_blob(int argc, char **argv)
             return cli_usage_error("blob delete: expected one ID");
         if (parse_id(args[0], &id) != 0)
             return CLI_USAGE;
-    } else if (strcmp(cmd, "update") != 0 && strcmp(cmd, "eq-data") != 0 &&
-               strcmp(cmd, "not-eq-data") != 0) {
+    } else if (strcmp(cmd, "update") == 0) {
+        if ((r = update_check(nargs, args, &id)) != CLI_OK)
+            return r;
+    } else if (strcmp(cmd, "eq-data") == 0 ||
+               strcmp(cmd, "not-eq-data") == 0) {
+        for (int k = 0; k < nargs; k++)
+            if (parse_id(args[k], &id) != 0)
+                return CLI_USAGE;
+    } else {
         return cli_usage_error("blob: unknown command '%s'", cmd);
     }
 
@@ -342,7 +363,7 @@ cli_blob(int argc, char **argv)
                 ret = CLI_ERROR;
         }
     } else if (strcmp(cmd, "update") == 0) {
-        ret = blob_update(s, nargs, args, buf);
+        ret = blob_update(s, id, nargs, args, buf);
     } else if (strcmp(cmd, "delete") == 0) {
         if (bfdb_blob_delete(s, id, NULL) != BFDB_OK)
             ret = cli_error("%s", bfdb_store_errmsg(s));

@@ -31,4 +31,8 @@ int bfdb_parse_int(const char *s, long min, long max, long *out);
 ssize_t bfdb_read_full(int fd, void *buf, size_t n);
 int bfdb_write_full(int fd, const void *buf, size_t n);
 
+/* bfdb_utf8_valid - 1 if p[0..n) is well-formed UTF-8 (no overlongs, no
+ * surrogates, nothing above U+10FFFF); NUL bytes are valid */
+int bfdb_utf8_valid(const void *p, size_t n);
+
 #endif /* BFDB_COMMON_UTIL_H */

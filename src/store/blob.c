@@ -622,6 +622,8 @@ bfdb_blob_update(bfdb_store *s, uint64_t id, int has_data, const void *data,
         *updated = 0;
     if ((rc = blob_check(s)) != BFDB_OK || (rc = blob_check_id(s, id)) != 0)
         return rc;
+    if (id == 0) /* no blob has id 0; the writer would store a new blob */
+        return BFDB_OK;
     if (has_data) {
         bfdb_blob_writer *w;
         rc = bfdb_blob_writer_open(s, id, len, update_meta, meta, mlen, &w,

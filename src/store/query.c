@@ -88,7 +88,8 @@ raw_authorize(void *arg, int action, const char *a1, const char *a2,
                         "read-only in raw SQL", a1);
             return SQLITE_DENY;
         }
-        if (trigger == NULL && strncasecmp(a1, "sqlite_", 7) != 0)
+        if (trigger == NULL && s->raw_dml == 0 &&
+            strncasecmp(a1, "sqlite_", 7) != 0)
             s->raw_dml = 1;
         return SQLITE_OK;
     case SQLITE_DROP_TABLE:
@@ -100,6 +101,10 @@ raw_authorize(void *arg, int action, const char *a1, const char *a2,
                         "altered", action == SQLITE_ALTER_TABLE ? a2 : a1);
             return SQLITE_DENY;
         }
+        /* DROP TABLE also authorizes a DELETE of the table, but it is no
+         * DML: sqlite3_changes() would still hold an earlier count */
+        if (action != SQLITE_ALTER_TABLE)
+            s->raw_dml = -1;
         return SQLITE_OK;
     case SQLITE_DROP_TRIGGER:
     case SQLITE_DROP_INDEX:
@@ -165,8 +170,10 @@ raw_prepare(bfdb_store *s, const char *sql, size_t len, sqlite3_stmt **out)
     rc = sqlite3_prepare_v2(s->db, sql, (int)len, out, &tail);
     if (rc != SQLITE_OK) {
         sqlite3_set_authorizer(s->db, NULL, NULL);
-        if ((rc & 0xff) == SQLITE_AUTH && s->errmsg[0] != '\0')
-            return BFDB_EPERM; /* raw_authorize said why */
+        /* raw_authorize said why (a denied function fails with
+         * SQLITE_ERROR, not SQLITE_AUTH) */
+        if (s->errmsg[0] != '\0')
+            return BFDB_EPERM;
         if ((rc & 0xff) == SQLITE_AUTH)
             return store_fail(s, rc, "statement not allowed");
         return store_failf(s, BFDB_ESQL, "%s", sqlite3_errmsg(s->db));
@@ -307,7 +314,7 @@ bfdb_query_execute(bfdb_store *s, const char *sql, size_t len,
     if (rc == SQLITE_DONE) {
         /* sqlite3_changes() keeps the count of the last INSERT, UPDATE or
          * DELETE: for any other statement the answer is 0 */
-        *changes = s->raw_dml ? (uint64_t)sqlite3_changes64(s->db) : 0;
+        *changes = s->raw_dml > 0 ? (uint64_t)sqlite3_changes64(s->db) : 0;
         rc = BFDB_OK;
     } else {
         rc = raw_step_error(s, st, rc);

@@ -530,7 +530,7 @@ bfdb_store_open(bfdb_store **out, int kind, const char *path,
                         sqlite3_errmsg(s->db));
         goto fail_msg;
     }
-    if ((rc = store_prepare_schema(s)) != BFDB_OK)
+    if (!o->skip_schema && (rc = store_prepare_schema(s)) != BFDB_OK)
         goto fail_msg;
 
     for (int i = 0; i < ST__COUNT; i++) {

@@ -39,6 +39,7 @@ struct bfdb_store_opts {
     int sync;              /* BFDB_SYNC_NORMAL (default) or BFDB_SYNC_FULL */
     int busy_timeout_ms;   /* 0: BFDB_DEFAULT_BUSY_TIMEOUT_MS */
     int no_create;         /* 1: fail if the file does not exist */
+    int skip_schema;       /* 1: the tables exist (the master made them) */
     uint32_t blob_inline_max; /* blobs above this go to parts; 0: default */
     uint32_t blob_part_size;  /* size of one part; 0: default */
 };

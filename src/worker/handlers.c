@@ -1,0 +1,92 @@
+/*
+ * handlers.c - helpers shared by the handlers
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/cmp.h"
+#include "common/util.h"
+#include "google/protobuf/wrappers.pb-c.h"
+#include "worker/handlers.h"
+#include "worker/worker.h"
+
+const char *
+h_printable(const ProtobufCBinaryData *b, char *buf, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < b->len; i++) {
+        unsigned char ch = b->data[i];
+        if (o + 8 >= cap) {
+            buf[o++] = '.';
+            buf[o++] = '.';
+            buf[o++] = '.';
+            break;
+        }
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+            buf[o++] = (char)ch;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[ch >> 4];
+            buf[o++] = hex[ch & 15];
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+int
+h_check_utf8(struct call *c, const ProtobufCBinaryData *b, const char *field)
+{
+    if (bfdb_utf8_valid(b->data, b->len))
+        return 1;
+    call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s is not valid UTF-8", field);
+    return 0;
+}
+
+int
+h_no_txn(struct call *c, int present)
+{
+    if (!present)
+        return 1;
+    call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
+              "transactions are not supported yet: a request naming a "
+              "transaction_id cannot be run");
+    return 0;
+}
+
+void
+h_store_fail(struct call *c, int err, const char *msg)
+{
+    call_fail(c, call_store_status(err), "%s", msg);
+}
+
+void
+h_cmp_reply(struct call *c, int value)
+{
+    Google__Protobuf__BoolValue resp = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+
+    resp.value = value;
+    call_reply(c, &resp.base);
+    call_finish(c);
+}
+
+void
+h_cmp_end(struct call *c)
+{
+    h_cmp_reply(c, c->state == NULL || bfdb_cmp_result(c->state));
+}
+
+void
+h_cmp_cleanup(struct call *c)
+{
+    if (c->state) {
+        bfdb_cmp_free(c->state);
+        free(c->state);
+        c->state = NULL;
+    }
+}

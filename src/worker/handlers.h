@@ -1,0 +1,45 @@
+/*
+ * handlers.h - the methods a worker serves, and helpers they share
+ *
+ * One bfdb_method per RPC (see call.h).  Handlers run on the worker's one
+ * thread; they use the worker's store handles and answer through call.h.
+ */
+#ifndef BFDB_WORKER_HANDLERS_H
+#define BFDB_WORKER_HANDLERS_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "worker/call.h"
+
+extern const struct bfdb_method bfdb_method_kv_get, bfdb_method_kv_set,
+    bfdb_method_kv_delete, bfdb_method_kv_eq, bfdb_method_kv_not_eq;
+extern const struct bfdb_method bfdb_method_blob_get, bfdb_method_blob_store,
+    bfdb_method_blob_update, bfdb_method_blob_delete,
+    bfdb_method_blob_eq_data, bfdb_method_blob_not_eq_data;
+extern const struct bfdb_method bfdb_method_query_query,
+    bfdb_method_query_execute;
+
+/* h_printable - a bounded, escaped copy of a key for messages */
+const char *h_printable(const ProtobufCBinaryData *b, char *buf, size_t cap);
+
+/* h_check_utf8 - fail the call with INVALID_ARGUMENT unless b is UTF-8;
+ * returns 1 if it is */
+int h_check_utf8(struct call *c, const ProtobufCBinaryData *b,
+                 const char *field);
+
+/* h_no_txn - fail FAILED_PRECONDITION if a transaction_id was given:
+ * transactions are not built yet, and ignoring the id would be a lie.
+ * Returns 1 if none was given. */
+int h_no_txn(struct call *c, int present);
+
+/* h_store_fail - fail the call with the status for a store error */
+void h_store_fail(struct call *c, int err, const char *msg);
+
+/* Eq/NotEq/EqData/NotEqData share these: c->state is a struct bfdb_cmp.
+ * h_cmp_reply sends the BoolValue and ends the call; h_cmp_end answers
+ * when the client half-closed (an empty stream is true). */
+void h_cmp_reply(struct call *c, int value);
+void h_cmp_end(struct call *c);
+void h_cmp_cleanup(struct call *c);
+
+#endif /* BFDB_WORKER_HANDLERS_H */

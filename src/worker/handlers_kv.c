@@ -1,0 +1,169 @@
+/*
+ * handlers_kv.c - the buffdb.kv.Kv service
+ *
+ * Get/Set/Delete answer each request in order; Eq/NotEq read keys until
+ * the answer is known (false as soon as it is) or the client half-closes.
+ * BeginTransaction and friends are not registered: the catch-all answers
+ * them UNIMPLEMENTED until transactions exist.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "common/cmp.h"
+#include "kv.pb-c.h"
+#include "worker/handlers.h"
+#include "worker/worker.h"
+
+#define BAD_MESSAGE(c, type)                                                   \
+    call_fail((c), GRPC_STATUS_INVALID_ARGUMENT, "malformed " type " message")
+
+static void
+kv_get(struct call *c, const uint8_t *data, size_t len)
+{
+    Buffdb__Kv__GetRequest *req =
+        buffdb__kv__get_request__unpack(NULL, len, data);
+    char kbuf[160];
+    char *v;
+    size_t vlen;
+
+    if (req == NULL) {
+        BAD_MESSAGE(c, "GetRequest");
+        return;
+    }
+    if (h_no_txn(c, req->_transaction_id_case != 0) &&
+        h_check_utf8(c, &req->key, "key")) {
+        int rc = bfdb_kv_get(c->w->kv, (const char *)req->key.data,
+                             req->key.len, &v, &vlen);
+        if (rc == BFDB_ENOTFOUND) {
+            call_fail(c, GRPC_STATUS_NOT_FOUND, "key not found: %s",
+                      h_printable(&req->key, kbuf, sizeof(kbuf)));
+        } else if (rc != BFDB_OK) {
+            h_store_fail(c, rc, bfdb_store_errmsg(c->w->kv));
+        } else {
+            Buffdb__Kv__GetResponse resp = BUFFDB__KV__GET_RESPONSE__INIT;
+            resp.value.data = (uint8_t *)v;
+            resp.value.len = vlen;
+            call_reply(c, &resp.base);
+            free(v);
+        }
+    }
+    buffdb__kv__get_request__free_unpacked(req, NULL);
+}
+
+static void
+kv_set(struct call *c, const uint8_t *data, size_t len)
+{
+    Buffdb__Kv__SetRequest *req =
+        buffdb__kv__set_request__unpack(NULL, len, data);
+
+    if (req == NULL) {
+        BAD_MESSAGE(c, "SetRequest");
+        return;
+    }
+    if (h_no_txn(c, req->_transaction_id_case != 0) &&
+        h_check_utf8(c, &req->key, "key") &&
+        h_check_utf8(c, &req->value, "value")) {
+        int rc = bfdb_kv_set(c->w->kv, (const char *)req->key.data,
+                             req->key.len, (const char *)req->value.data,
+                             req->value.len);
+        if (rc != BFDB_OK) {
+            h_store_fail(c, rc, bfdb_store_errmsg(c->w->kv));
+        } else {
+            Buffdb__Kv__SetResponse resp = BUFFDB__KV__SET_RESPONSE__INIT;
+            resp.key = req->key;
+            call_reply(c, &resp.base);
+        }
+    }
+    buffdb__kv__set_request__free_unpacked(req, NULL);
+}
+
+static void
+kv_delete(struct call *c, const uint8_t *data, size_t len)
+{
+    Buffdb__Kv__DeleteRequest *req =
+        buffdb__kv__delete_request__unpack(NULL, len, data);
+
+    if (req == NULL) {
+        BAD_MESSAGE(c, "DeleteRequest");
+        return;
+    }
+    if (h_no_txn(c, req->_transaction_id_case != 0) &&
+        h_check_utf8(c, &req->key, "key")) {
+        int rc = bfdb_kv_delete(c->w->kv, (const char *)req->key.data,
+                                req->key.len, NULL);
+        if (rc != BFDB_OK) {
+            h_store_fail(c, rc, bfdb_store_errmsg(c->w->kv));
+        } else {
+            Buffdb__Kv__DeleteResponse resp =
+                BUFFDB__KV__DELETE_RESPONSE__INIT;
+            resp.key = req->key;
+            call_reply(c, &resp.base);
+        }
+    }
+    buffdb__kv__delete_request__free_unpacked(req, NULL);
+}
+
+/* ---- Eq / NotEq --------------------------------------------------------- */
+
+static void
+kv_cmp_request(struct call *c, const uint8_t *data, size_t len, int mode)
+{
+    /* EqRequest and NotEqRequest have the same shape: key = 1 */
+    Buffdb__Kv__EqRequest *req =
+        buffdb__kv__eq_request__unpack(NULL, len, data);
+    uint8_t d[BFDB_DIGEST_LEN];
+    char kbuf[160];
+
+    if (req == NULL) {
+        BAD_MESSAGE(c, "EqRequest");
+        return;
+    }
+    if (c->state == NULL) {
+        c->state = calloc(1, sizeof(struct bfdb_cmp));
+        if (c->state == NULL) {
+            call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        bfdb_cmp_init(c->state, mode);
+    }
+    if (!h_check_utf8(c, &req->key, "key"))
+        goto out;
+    int rc = bfdb_kv_digest(c->w->kv, (const char *)req->key.data,
+                            req->key.len, d);
+    if (rc == BFDB_ENOTFOUND) {
+        call_fail(c, GRPC_STATUS_NOT_FOUND, "key not found: %s",
+                  h_printable(&req->key, kbuf, sizeof(kbuf)));
+    } else if (rc != BFDB_OK) {
+        h_store_fail(c, rc, bfdb_store_errmsg(c->w->kv));
+    } else if (bfdb_cmp_add(c->state, d)) {
+        h_cmp_reply(c, 0); /* false is final: answer now */
+    }
+out:
+    buffdb__kv__eq_request__free_unpacked(req, NULL);
+}
+
+static void
+kv_eq(struct call *c, const uint8_t *data, size_t len)
+{
+    kv_cmp_request(c, data, len, BFDB_CMP_EQ);
+}
+
+static void
+kv_not_eq(struct call *c, const uint8_t *data, size_t len)
+{
+    kv_cmp_request(c, data, len, BFDB_CMP_NOT_EQ);
+}
+
+const struct bfdb_method bfdb_method_kv_get = {"/buffdb.kv.Kv/Get", CALL_BIDI,
+                                               kv_get, NULL, NULL, NULL};
+const struct bfdb_method bfdb_method_kv_set = {"/buffdb.kv.Kv/Set", CALL_BIDI,
+                                               kv_set, NULL, NULL, NULL};
+const struct bfdb_method bfdb_method_kv_delete = {
+    "/buffdb.kv.Kv/Delete", CALL_BIDI, kv_delete, NULL, NULL, NULL};
+const struct bfdb_method bfdb_method_kv_eq = {
+    "/buffdb.kv.Kv/Eq", CALL_CLIENT_STREAM, kv_eq, h_cmp_end, NULL,
+    h_cmp_cleanup};
+const struct bfdb_method bfdb_method_kv_not_eq = {
+    "/buffdb.kv.Kv/NotEq", CALL_CLIENT_STREAM, kv_not_eq, h_cmp_end, NULL,
+    h_cmp_cleanup};

@@ -1,0 +1,65 @@
+/*
+ * worker.h - a worker process: serves the gRPC services on the shared port
+ *
+ * Started by the master with fork(); everything with threads or file
+ * locks (gRPC, SQLite) is set up after the fork, in worker_main().
+ */
+#ifndef BFDB_WORKER_WORKER_H
+#define BFDB_WORKER_WORKER_H
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/types.h>
+
+#include "common/config.h"
+#include "store/store.h"
+#include "worker/call.h"
+
+/* Exit status of a worker that must not be restarted: its configuration
+ * cannot work (store cannot be opened, address cannot be bound). */
+#define BFDB_EXIT_MISCONFIGURED 2
+
+#define WORKER_REQUESTS_PER_METHOD 4
+#define WORKER_CATCHALL_REQUESTS 2
+#define WORKER_QUEUE_HIGH 64   /* responses queued before reads pause */
+
+/* A message from a worker to the master, on the status pipe.  Smaller
+ * than PIPE_BUF, so one write(2) arrives whole. */
+struct worker_msg {
+    int32_t slot;
+    int32_t pid;
+    int32_t generation;
+    int32_t type; /* WMSG_* */
+};
+enum { WMSG_READY = 1 };
+
+struct worker {
+    int slot;
+    int generation;
+    const struct bfdb_config *cfg;
+    bfdb_store *kv;
+    bfdb_store *blob;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    void *method_handles[32];
+    int nmethods;
+    struct call *calls;          /* live calls */
+    char pid_str[16];
+    int shutting_down;
+};
+
+extern const struct bfdb_method *const worker_methods[];
+extern const int worker_nmethods;
+
+/*
+ * worker_main - the worker's whole life after fork: never returns.  Exits
+ * 0 after a graceful stop, BFDB_EXIT_MISCONFIGURED if its configuration
+ * cannot work, 1 on other failures.  status_fd is the write end of the
+ * master's status pipe; close_fds are the master's fds to drop.
+ */
+void worker_main(const struct bfdb_config *cfg, int slot, int generation,
+                 int status_fd, const int *close_fds, int nclose)
+    __attribute__((noreturn));
+
+#endif /* BFDB_WORKER_WORKER_H */
