@@ -218,9 +218,23 @@ load_handler(void *user, const char *section, const char *name,
                  "in buffdb.conf", section);
     else if (value == NULL)
         snprintf(ctx->msg, sizeof(ctx->msg), "missing '= value'");
-    else if (bfdb_config_set(ctx->c, name, value, ctx->msg,
-                             sizeof(ctx->msg)) == 0)
-        return 1;
+    else {
+        /* inih only knows ';' comments after a value: drop a trailing
+         * " # comment" too, so either style works */
+        char v[1024];
+        snprintf(v, sizeof(v), "%s", value);
+        for (char *p = v; *p; p++) {
+            if (*p == '#' && p > v && (p[-1] == ' ' || p[-1] == '\t')) {
+                *p = '\0';
+                break;
+            }
+        }
+        size_t n = strlen(v);
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            v[--n] = '\0';
+        if (bfdb_config_set(ctx->c, name, v, ctx->msg, sizeof(ctx->msg)) == 0)
+            return 1;
+    }
     ctx->fail_line = ctx->lineno;
     return 0;
 }
