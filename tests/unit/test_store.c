@@ -2009,23 +2009,37 @@ back_to_root(uid_t uid, gid_t gid)
         cr_skip_test(__VA_ARGS__);                                           \
     } while (0)
 
+/* public_dir - a 0755 directory under /tmp: the unprivileged user the
+ * permission tests switch to must reach it, whatever the build directory's
+ * parents allow (a CI checkout may sit in a 0700 directory) */
+static char *
+public_dir(void)
+{
+    char *d = strdup("/tmp/bfdb-perm-XXXXXX");
+    cr_assert_not_null(mkdtemp(d), "mkdtemp: %s", strerror(errno));
+    cr_assert_eq(chmod(d, 0755), 0);
+    return d;
+}
+
 Test(open, a_file_in_an_unwritable_directory_cannot_be_created)
 {
     char err[512];
     uid_t uid = geteuid();
     gid_t gid = getegid();
-    char *d = th_path(g_dir, "ro");
+    char *pub = public_dir();
+    char *d = th_path(pub, "ro");
     char *p = th_path(d, "kv.db");
 
     cr_assert_eq(mkdir(d, 0555), 0);
-    cr_assert_eq(chmod(g_dir, 0755), 0);
     if (as_nobody() != 0) {
         back_to_root(uid, gid);
+        th_rmrf(pub);
         skip_test("running as root and cannot drop privileges: root "
                   "writes anywhere");
     }
     if (faccessat(AT_FDCWD, d, W_OK, AT_EACCESS) == 0) {
         back_to_root(uid, gid);
+        th_rmrf(pub);
         skip_test("this process can write a 0555 directory (root with "
                   "capabilities?): untestable here");
     }
@@ -2034,6 +2048,9 @@ Test(open, a_file_in_an_unwritable_directory_cannot_be_created)
     cr_assert_eq(rc, BFDB_ECANTOPEN, "%d: %s", rc, err);
     cr_assert(errmsg_has(err, p), "%s", err);
     cr_assert_eq(access(p, F_OK), -1);
+    chmod(d, 0755);
+    th_rmrf(pub);
+    free(pub);
     free(p);
     free(d);
 }
@@ -2043,15 +2060,16 @@ Test(open, a_read_only_file_is_eperm)
     char err[512];
     uid_t uid = geteuid();
     gid_t gid = getegid();
-    char *p = th_path(g_dir, "ro.db");
+    char *pub = public_dir();
+    char *p = th_path(pub, "ro.db");
 
     bfdb_store *s = open_path(BFDB_STORE_KV, p, NULL);
     KV_SET(s, "k", "v");
     bfdb_store_close(s);
     cr_assert_eq(chmod(p, 0444), 0);
-    cr_assert_eq(chmod(g_dir, 0755), 0);
     if (as_nobody() != 0) {
         back_to_root(uid, gid);
+        th_rmrf(pub);
         skip_test("running as root and cannot drop privileges: root "
                   "writes a 0444 file");
     }
@@ -2059,12 +2077,15 @@ Test(open, a_read_only_file_is_eperm)
     if (fd >= 0) {
         close(fd);
         back_to_root(uid, gid);
+        th_rmrf(pub);
         skip_test("this process can write a 0444 file: untestable here");
     }
     int rc = open_fails(BFDB_STORE_KV, p, NULL, err, sizeof(err));
     back_to_root(uid, gid);
     cr_assert_eq(rc, BFDB_EPERM, "%d: %s", rc, err);
     cr_assert(errmsg_has(err, "not writable"), "%s", err);
+    th_rmrf(pub);
+    free(pub);
     free(p);
 }
 
