@@ -21,6 +21,7 @@ static const char usage_text[] =
     "                 update ID all FILE [METADATA] | delete ID |\n"
     "                 eq-data ID... | not-eq-data ID...\n"
     "       buffdb query [--target kv|blob] [-s PATH] SQL\n"
+    "       buffdb stats [-s KV_STORE] [--shm-dir DIR] [--locks]\n"
     "       buffdb --help | --version\n"
     "\n"
     "Store commands work on the files directly; the kv store defaults to\n"
@@ -52,6 +53,8 @@ main(int argc, char **argv)
         return cli_blob(argc - 1, argv + 1);
     if (strcmp(cmd, "query") == 0)
         return cli_query(argc - 1, argv + 1);
+    if (strcmp(cmd, "stats") == 0)
+        return cli_stats(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return master_run(argc - 1, argv + 1);
     return cli_usage_error("unknown command '%s'", cmd);

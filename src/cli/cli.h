@@ -11,6 +11,8 @@
 #ifndef BFDB_CLI_CLI_H
 #define BFDB_CLI_CLI_H
 
+#include "shm/cache.h"
+#include "shm/shm.h"
 #include "store/store.h"
 
 #define CLI_OK 0
@@ -22,6 +24,7 @@
 #define CLI_DEFAULT_BLOB_STORE "blob_store.db"
 
 int cli_kv(int argc, char **argv);
+int cli_stats(int argc, char **argv);
 int cli_blob(int argc, char **argv);
 int cli_query(int argc, char **argv);
 
@@ -40,5 +43,24 @@ bfdb_store *cli_open(int kind, const char *path);
 
 /* cli_write_out - write to stdout or report the error; 0 or -1 */
 int cli_write_out(const void *p, size_t n);
+
+/* Coordination with a server running on the kv store (cli_coord.c). */
+struct cli_coord {
+    int lockfd;
+    bfdb_shm shm;
+    bfdb_cache *cache;
+    int attached; /* a server runs: follow its protocol */
+};
+
+/* cli_coord_begin - find out whether a server runs on kv_path (its shared
+ * directory is dir, or <kv_path>.buffdb when dir is NULL) and join it;
+ * returns CLI_OK or CLI_ERROR (message printed) */
+int cli_coord_begin(struct cli_coord *cc, const char *kv_path,
+                    const char *dir);
+void cli_coord_end(struct cli_coord *cc);
+
+/* cli_coord_write - set (val != NULL) or delete key as a worker would */
+int cli_coord_write(struct cli_coord *cc, bfdb_store *s, const char *key,
+                    const char *val);
 
 #endif /* BFDB_CLI_CLI_H */

@@ -98,13 +98,15 @@ cli_kv(int argc, char **argv)
     int ret = CLI_OK;
     if (strcmp(cmd, "get") == 0) {
         ret = kv_get(s, nargs, args);
-    } else if (strcmp(cmd, "set") == 0) {
-        if (bfdb_kv_set(s, args[0], strlen(args[0]), args[1],
-                        strlen(args[1])) != BFDB_OK)
-            ret = cli_error("%s", bfdb_store_errmsg(s));
-    } else if (strcmp(cmd, "delete") == 0) {
-        if (bfdb_kv_delete(s, args[0], strlen(args[0]), NULL) != BFDB_OK)
-            ret = cli_error("%s", bfdb_store_errmsg(s));
+    } else if (strcmp(cmd, "set") == 0 || strcmp(cmd, "delete") == 0) {
+        /* a server may cache this key: write the way its workers do */
+        struct cli_coord cc;
+        ret = cli_coord_begin(&cc, path, NULL);
+        if (ret == CLI_OK) {
+            ret = cli_coord_write(&cc, s, args[0],
+                                  strcmp(cmd, "set") == 0 ? args[1] : NULL);
+            cli_coord_end(&cc);
+        }
     } else {
         ret = kv_compare(s, strcmp(cmd, "eq") == 0 ? BFDB_CMP_EQ
                                                    : BFDB_CMP_NOT_EQ,

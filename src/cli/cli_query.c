@@ -106,6 +106,20 @@ cli_query(int argc, char **argv)
         bfdb_store_close(s);
         return ret;
     }
+    /* a statement that writes the kv store invalidates a running server's
+     * cache for its whole run, as the workers' raw SQL does */
+    struct cli_coord cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.lockfd = -1;
+    if (kind == BFDB_STORE_KV && !bfdb_query_readonly(q)) {
+        if (cli_coord_begin(&cc, path, NULL) != CLI_OK) {
+            bfdb_query_close(q);
+            bfdb_store_close(s);
+            return CLI_ERROR;
+        }
+        if (cc.attached)
+            bfdb_cache_global_begin(&cc.shm);
+    }
     while ((r = bfdb_query_next(q)) == 1) {
         if (print_row(q) != 0) {
             ret = cli_error("could not write to standard output");
@@ -115,6 +129,9 @@ cli_query(int argc, char **argv)
     if (r < 0)
         ret = cli_error("%s", bfdb_store_errmsg(s));
     bfdb_query_close(q);
+    if (cc.attached)
+        bfdb_cache_global_end(&cc.shm);
+    cli_coord_end(&cc);
     bfdb_store_close(s);
     if (fflush(stdout) != 0 && ret == CLI_OK)
         ret = cli_error("could not write to standard output");

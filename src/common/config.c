@@ -29,6 +29,9 @@ bfdb_config_defaults(struct bfdb_config *c)
     c->grace_ms = BFDB_DEFAULT_GRACE_MS;
     c->busy_timeout_ms = BFDB_DEFAULT_BUSY_TIMEOUT_MS;
     c->log_level = BFDB_LOG_INFO;
+    c->cache_size = BFDB_DEFAULT_CACHE_SIZE;
+    c->lock_table_size = BFDB_DEFAULT_LOCK_SLOTS;
+    c->lock_wait_ms = BFDB_DEFAULT_LOCK_WAIT_MS;
 }
 
 int
@@ -168,6 +171,36 @@ bfdb_config_set(struct bfdb_config *c, const char *name, const char *v,
             c->grace_ms = (int)l;
         else
             c->busy_timeout_ms = l > 0 ? (int)l : 1;
+        return 0;
+    }
+    if (strcmp(name, "shm_dir") == 0)
+        return set_path(c->shm_dir, sizeof(c->shm_dir), v, err, errlen);
+    if (strcmp(name, "cache_size") == 0) {
+        if (bfdb_parse_size(v, &u) != 0 || (u != 0 && u < (1u << 20)) ||
+            u > (64ull << 30)) {
+            snprintf(err, errlen, "'%s' is not 0 (no cache) or a size from "
+                     "1M to 64G (suffixes K, M, G)", v);
+            return -1;
+        }
+        c->cache_size = u;
+        return 0;
+    }
+    if (strcmp(name, "lock_table_size") == 0) {
+        if (bfdb_parse_int(v, 16, 1 << 24, &l) != 0) {
+            snprintf(err, errlen, "'%s' is not a number of slots from 16 to "
+                     "16777216", v);
+            return -1;
+        }
+        c->lock_table_size = (uint32_t)l;
+        return 0;
+    }
+    if (strcmp(name, "lock_wait") == 0) {
+        if (bfdb_parse_duration_ms(v, &l) != 0) {
+            snprintf(err, errlen, "'%s' is not a duration (e.g. 5s, 500ms)",
+                     v);
+            return -1;
+        }
+        c->lock_wait_ms = (int)l;
         return 0;
     }
     if (strcmp(name, "log_level") == 0) {

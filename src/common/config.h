@@ -21,6 +21,9 @@
 #define BFDB_MAX_MESSAGE_LIMIT ((uint64_t)INT32_MAX) /* gRPC takes an int */
 #define BFDB_DEFAULT_GRACE_MS 10000
 #define BFDB_MAX_WORKERS 256
+#define BFDB_DEFAULT_CACHE_SIZE (64u << 20)
+#define BFDB_DEFAULT_LOCK_SLOTS 4096
+#define BFDB_DEFAULT_LOCK_WAIT_MS 5000
 
 struct bfdb_config {
     char listen[256];          /* host:port, [v6]:port */
@@ -32,6 +35,10 @@ struct bfdb_config {
     int grace_ms;              /* SIGTERM: time for calls in flight */
     int busy_timeout_ms;       /* SQLite busy timeout */
     int log_level;             /* BFDB_LOG_* */
+    char shm_dir[PATH_MAX];    /* "": <kv_store>.buffdb */
+    uint64_t cache_size;       /* bytes of kv entries cached; 0: no cache */
+    uint32_t lock_table_size;  /* slots in the lock table */
+    int lock_wait_ms;          /* how long a write waits for a key lock */
 };
 
 /* bfdb_config_defaults - fill c with the built-in defaults */

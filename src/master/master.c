@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -45,6 +46,8 @@
 #include "common/util.h"
 #include "master/listen.h"
 #include "master/master.h"
+#include "shm/cache.h"
+#include "shm/shm.h"
 #include "store/store.h"
 #include "worker/worker.h"
 
@@ -83,6 +86,8 @@ static struct {
     int nov;
 
     struct listen_lock lock;
+    bfdb_shm shm;
+    char shm_dir[PATH_MAX];
     int sigfd;
     int status_rd, status_wr;
     struct proc procs[MAX_PROCS];
@@ -276,7 +281,8 @@ spawn(int slot)
         fds[n++] = m.status_rd;
         for (int i = 0; i < m.lock.n; i++)
             fds[n++] = m.lock.fds[i];
-        worker_main(&m.cfg, slot, m.gen, m.status_wr, fds, n);
+        worker_main(&m.cfg, slot, m.gen, m.status_wr, fds, n, &m.shm,
+                    (int)(p - m.procs));
     }
     p->pid = pid;
     p->slot = slot;
@@ -339,6 +345,12 @@ reap(void)
         long lived = now_ms() - p->started;
         int was_ready = p->ready;
         memset(p, 0, sizeof(*p));
+
+        /* undo what it had in progress in shared memory, free its locks
+         * and its LMDB reader slot */
+        bfdb_shm_reap(&m.shm, pid);
+        if (m.cfg.cache_size > 0 && (sig || code != 0))
+            bfdb_cache_reader_check(m.shm_dir);
 
         if (sig)
             log_warn("worker %d (pid %ld) killed by signal %d", slot,
@@ -489,6 +501,16 @@ begin_reload(void)
         sd_notify(0, "READY=1");
         return;
     }
+    if (strcmp(c.kv_store, m.cfg.kv_store) != 0 ||
+        strcmp(c.shm_dir, m.cfg.shm_dir) != 0 ||
+        c.cache_size != m.cfg.cache_size ||
+        c.lock_table_size != m.cfg.lock_table_size) {
+        log_error("reload failed: kv_store, shm_dir, cache_size and "
+                  "lock_table_size take effect only at start; keeping the "
+                  "running configuration");
+        sd_notify(0, "READY=1");
+        return;
+    }
     if (strcmp(c.listen, m.cfg.listen) != 0) {
         if (listen_acquire(c.listen, &lk, err, sizeof(err)) != 0) {
             log_error("reload failed: %s; keeping the running configuration",
@@ -549,6 +571,13 @@ loop(void)
             timeout = m.killed ? 1000 : m.stop_deadline - now;
         }
 
+        /* once a second: repair after CLI processes that died mid-write */
+        if (!m.stopping) {
+            bfdb_shm_reap_dead_cli(&m.shm);
+            if (timeout < 0 || timeout > 1000)
+                timeout = 1000;
+        }
+
         struct pollfd pf[2] = {{m.sigfd, POLLIN, 0}, {m.status_rd, POLLIN, 0}};
         int n = poll(pf, 2, (int)(timeout < 0 ? -1 : timeout));
         if (n < 0 && errno != EINTR) {
@@ -596,6 +625,21 @@ master_run(int argc, char **argv)
         log_error("%s", err);
         return CLI_USAGE;
     }
+    bfdb_shm_dir(m.shm_dir, sizeof(m.shm_dir), m.cfg.shm_dir,
+                 m.cfg.kv_store);
+    /* exclusive: a CLI write in flight finishes before the new region and
+     * the empty cache appear, and later ones see the server running */
+    int lockfd = bfdb_shm_lock(m.shm_dir, 1, err, sizeof(err));
+    if (lockfd < 0 && mkdir(m.shm_dir, 0700) == 0)
+        lockfd = bfdb_shm_lock(m.shm_dir, 1, err, sizeof(err));
+    if (lockfd < 0 ||
+        bfdb_shm_create(&m.shm, m.shm_dir, m.cfg.lock_table_size,
+                        m.cfg.cache_size, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        bfdb_shm_unlock(lockfd);
+        return CLI_USAGE;
+    }
+    bfdb_shm_unlock(lockfd);
 
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -631,6 +675,10 @@ master_run(int argc, char **argv)
         }
     }
     int rc = loop();
+    int fd = bfdb_shm_lock(m.shm_dir, 1, err, sizeof(err));
+    __atomic_store_n(&m.shm.hdr->running, 0, __ATOMIC_SEQ_CST);
+    bfdb_shm_unlock(fd);
+    bfdb_shm_detach(&m.shm);
     listen_release(&m.lock);
     return rc;
 }

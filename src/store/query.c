@@ -296,11 +296,25 @@ bfdb_query_close(bfdb_query *q)
 }
 
 int
+bfdb_query_readonly(bfdb_query *q)
+{
+    return sqlite3_stmt_readonly(q->st) != 0;
+}
+
+int
 bfdb_query_execute(bfdb_store *s, const char *sql, size_t len,
                    uint64_t *changes)
 {
+    return bfdb_query_execute_hooked(s, sql, len, changes, NULL, NULL, NULL);
+}
+
+int
+bfdb_query_execute_hooked(bfdb_store *s, const char *sql, size_t len,
+                          uint64_t *changes, void (*before)(void *),
+                          void (*after)(void *), void *arg)
+{
     sqlite3_stmt *st;
-    int rc;
+    int rc, hooked = 0;
 
     *changes = 0;
     if ((rc = raw_prepare(s, sql, len, &st)) != BFDB_OK)
@@ -309,6 +323,10 @@ bfdb_query_execute(bfdb_store *s, const char *sql, size_t len,
         rc = store_failf(s, BFDB_EINVAL, "statement returns rows; use Query "
                          "(buffdb query) for it, not Execute");
         goto out;
+    }
+    if (before != NULL && !sqlite3_stmt_readonly(st)) {
+        before(arg);
+        hooked = 1;
     }
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
@@ -322,5 +340,7 @@ bfdb_query_execute(bfdb_store *s, const char *sql, size_t len,
 out:
     sqlite3_finalize(st);
     sqlite3_set_authorizer(s->db, NULL, NULL);
+    if (hooked && after != NULL)
+        after(arg); /* autocommit: the statement has committed or failed */
     return rc;
 }

@@ -187,6 +187,8 @@ int bfdb_query_open(bfdb_store *s, const char *sql, size_t len,
 /* bfdb_query_next - 1: a row is ready; 0: done; < 0: error */
 int bfdb_query_next(bfdb_query *q);
 int bfdb_query_columns(bfdb_query *q);
+/* bfdb_query_readonly - 1 if the statement cannot change the store */
+int bfdb_query_readonly(bfdb_query *q);
 int bfdb_query_type(bfdb_query *q, int col);
 int64_t bfdb_query_int(bfdb_query *q, int col);
 double bfdb_query_real(bfdb_query *q, int col);
@@ -201,5 +203,15 @@ void bfdb_query_close(bfdb_query *q);
  */
 int bfdb_query_execute(bfdb_store *s, const char *sql, size_t len,
                        uint64_t *changes);
+
+/*
+ * bfdb_query_execute_hooked - bfdb_query_execute, calling before(arg) just
+ * before a statement that can write runs and after(arg) once it has
+ * committed or failed (the cache's raw-write protocol).  A statement that
+ * fails to prepare calls neither.
+ */
+int bfdb_query_execute_hooked(bfdb_store *s, const char *sql, size_t len,
+                              uint64_t *changes, void (*before)(void *),
+                              void (*after)(void *), void *arg);
 
 #endif /* BFDB_STORE_STORE_H */

@@ -314,6 +314,9 @@ maybe_finish(struct call *c)
         return;
     if (!c->final_set)
         call_finish(c);
+    if (c->final_code != GRPC_STATUS_OK && c->method_index >= 0 &&
+        c->method_index < BFDB_SHM_METHODS)
+        BFDB_COUNT(c->w->shm->self, errors[c->method_index]);
     if (!c->md_sent)
         add_initial_md(c, &ops[n++]);
     memset(&ops[n], 0, sizeof(ops[n]));
@@ -380,7 +383,9 @@ on_new(struct call *c, int ok)
         return 0;
     }
     c->started = 1;
-    if (!w->shutting_down)
+    if (c->method_index >= 0 && c->method_index < BFDB_SHM_METHODS)
+        BFDB_COUNT(w->shm->self, calls[c->method_index]);
+    if (!__atomic_load_n(&w->shutting_down, __ATOMIC_SEQ_CST))
         call_post_request(w, c->method_index);
 
     memset(&op, 0, sizeof(op));

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/cmp.h"
 #include "common/util.h"
@@ -89,4 +90,48 @@ h_cmp_cleanup(struct call *c)
         free(c->state);
         c->state = NULL;
     }
+}
+
+/* key_name - the lock name of a kv key: "k" then the key, so kv keys and
+ * other lock names (blobs, "b"...) never collide */
+static char *
+key_name(const ProtobufCBinaryData *key, char *small, size_t cap,
+         size_t *len)
+{
+    char *n = key->len + 1 <= cap ? small : xmalloc(key->len + 1);
+
+    n[0] = 'k';
+    if (key->len)
+        memcpy(n + 1, key->data, key->len);
+    *len = key->len + 1;
+    return n;
+}
+
+int
+h_key_lock(struct call *c, const ProtobufCBinaryData *key, pid_t *holder,
+           uint64_t *holder_txn)
+{
+    char small[256];
+    size_t len;
+    char *n = key_name(key, small, sizeof(small), &len);
+    struct worker *w = c->w;
+
+    int rc = bfdb_locktab_acquire(w->shm->locktab, n, len, w->pid, 0,
+                                  w->cfg->lock_wait_ms, holder, holder_txn);
+    if (n != small)
+        free(n);
+    return rc;
+}
+
+void
+h_key_unlock(struct call *c, const ProtobufCBinaryData *key)
+{
+    char small[256];
+    size_t len;
+    char *n = key_name(key, small, sizeof(small), &len);
+    struct worker *w = c->w;
+
+    bfdb_locktab_release(w->shm->locktab, n, len, w->pid, 0);
+    if (n != small)
+        free(n);
 }

@@ -35,6 +35,13 @@ int h_no_txn(struct call *c, int present);
 /* h_store_fail - fail the call with the status for a store error */
 void h_store_fail(struct call *c, int err, const char *msg);
 
+/* h_key_lock / h_key_unlock - the lock-table lock of a kv key, for this
+ * worker (txn 0), waiting up to lock_wait.  Returns 0, BFDB_EBUSY (with
+ * the holder) or BFDB_EFULL. */
+int h_key_lock(struct call *c, const ProtobufCBinaryData *key, pid_t *holder,
+               uint64_t *holder_txn);
+void h_key_unlock(struct call *c, const ProtobufCBinaryData *key);
+
 /* Eq/NotEq/EqData/NotEqData share these: c->state is a struct bfdb_cmp.
  * h_cmp_reply sends the BoolValue and ends the call; h_cmp_end answers
  * when the client half-closed (an empty stream is true). */

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/cmp.h"
 #include "kv.pb-c.h"
@@ -17,6 +18,42 @@
 
 #define BAD_MESSAGE(c, type)                                                   \
     call_fail((c), GRPC_STATUS_INVALID_ARGUMENT, "malformed " type " message")
+
+/* kv_lookup - the value of key: from the cache, else from SQLite (filling
+ * the cache under the coherence protocol).  Returns BFDB_OK with a
+ * malloc'd *val, BFDB_ENOTFOUND, or another store error. */
+static int
+kv_lookup(struct worker *w, const ProtobufCBinaryData *key, char **val,
+          size_t *vlen)
+{
+    const void *cv;
+    size_t cl;
+    struct bfdb_cache_snap snap;
+
+    int hit = bfdb_cache_lookup(w->cache, key->data, key->len, &cv, &cl);
+    if (hit == BFDB_CACHE_HIT) {
+        *val = malloc(cl + 1);
+        if (*val != NULL) {
+            memcpy(*val, cv, cl);
+            (*val)[cl] = '\0';
+            *vlen = cl;
+        }
+        bfdb_cache_lookup_done(w->cache);
+        return *val != NULL ? BFDB_OK : BFDB_ENOMEM;
+    }
+    bfdb_cache_lookup_done(w->cache);
+    if (hit == BFDB_CACHE_ABSENT)
+        return BFDB_ENOTFOUND;
+
+    bfdb_cache_snapshot(w->cache, key->data, key->len, &snap);
+    int rc = bfdb_kv_get(w->kv, (const char *)key->data, key->len, val,
+                         vlen);
+    if (rc == BFDB_OK)
+        bfdb_cache_fill(w->cache, key->data, key->len, &snap, *val, *vlen);
+    else if (rc == BFDB_ENOTFOUND)
+        bfdb_cache_fill(w->cache, key->data, key->len, &snap, NULL, 0);
+    return rc;
+}
 
 static void
 kv_get(struct call *c, const uint8_t *data, size_t len)
@@ -33,11 +70,12 @@ kv_get(struct call *c, const uint8_t *data, size_t len)
     }
     if (h_no_txn(c, req->_transaction_id_case != 0) &&
         h_check_utf8(c, &req->key, "key")) {
-        int rc = bfdb_kv_get(c->w->kv, (const char *)req->key.data,
-                             req->key.len, &v, &vlen);
+        int rc = kv_lookup(c->w, &req->key, &v, &vlen);
         if (rc == BFDB_ENOTFOUND) {
             call_fail(c, GRPC_STATUS_NOT_FOUND, "key not found: %s",
                       h_printable(&req->key, kbuf, sizeof(kbuf)));
+        } else if (rc == BFDB_ENOMEM) {
+            call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         } else if (rc != BFDB_OK) {
             h_store_fail(c, rc, bfdb_store_errmsg(c->w->kv));
         } else {
@@ -49,6 +87,56 @@ kv_get(struct call *c, const uint8_t *data, size_t len)
         }
     }
     buffdb__kv__get_request__free_unpacked(req, NULL);
+}
+
+/*
+ * kv_write - set (val != NULL) or delete key: take the key's lock (so a
+ * write never slips past another's), then the cache's writer protocol
+ * around the SQLite commit.  Fails the call and returns -1 on error.
+ */
+static int
+kv_write(struct call *c, const ProtobufCBinaryData *key,
+         const ProtobufCBinaryData *val)
+{
+    struct worker *w = c->w;
+    struct bfdb_cache_write cw;
+    char kbuf[160];
+    pid_t holder = 0;
+    uint64_t htxn = 0;
+    int rc;
+
+    rc = h_key_lock(c, key, &holder, &htxn);
+    if (rc == BFDB_EBUSY) {
+        call_fail(c, GRPC_STATUS_ABORTED,
+                  "key %s is locked by another writer (process %ld%s) "
+                  "beyond lock_wait", h_printable(key, kbuf, sizeof(kbuf)),
+                  (long)holder, htxn ? ", in a transaction" : "");
+        return -1;
+    }
+    if (rc != BFDB_OK) {
+        call_fail(c, GRPC_STATUS_UNAVAILABLE,
+                  "the lock table is full (lock_table_size): try again");
+        return -1;
+    }
+    if (bfdb_cache_write_begin(w->cache, key->data, key->len, &cw) != 0) {
+        h_key_unlock(c, key);
+        call_fail(c, GRPC_STATUS_UNAVAILABLE, "the key cache is not "
+                  "writable: write refused so no stale entry can stay");
+        return -1;
+    }
+    if (val != NULL)
+        rc = bfdb_kv_set(w->kv, (const char *)key->data, key->len,
+                         (const char *)val->data, val->len);
+    else
+        rc = bfdb_kv_delete(w->kv, (const char *)key->data, key->len, NULL);
+    bfdb_cache_write_end(w->cache, key->data, key->len, &cw, rc == BFDB_OK,
+                         val ? val->data : NULL, val ? val->len : 0);
+    h_key_unlock(c, key);
+    if (rc != BFDB_OK) {
+        h_store_fail(c, rc, bfdb_store_errmsg(w->kv));
+        return -1;
+    }
+    return 0;
 }
 
 static void
@@ -64,12 +152,7 @@ kv_set(struct call *c, const uint8_t *data, size_t len)
     if (h_no_txn(c, req->_transaction_id_case != 0) &&
         h_check_utf8(c, &req->key, "key") &&
         h_check_utf8(c, &req->value, "value")) {
-        int rc = bfdb_kv_set(c->w->kv, (const char *)req->key.data,
-                             req->key.len, (const char *)req->value.data,
-                             req->value.len);
-        if (rc != BFDB_OK) {
-            h_store_fail(c, rc, bfdb_store_errmsg(c->w->kv));
-        } else {
+        if (kv_write(c, &req->key, &req->value) == 0) {
             Buffdb__Kv__SetResponse resp = BUFFDB__KV__SET_RESPONSE__INIT;
             resp.key = req->key;
             call_reply(c, &resp.base);
@@ -90,11 +173,7 @@ kv_delete(struct call *c, const uint8_t *data, size_t len)
     }
     if (h_no_txn(c, req->_transaction_id_case != 0) &&
         h_check_utf8(c, &req->key, "key")) {
-        int rc = bfdb_kv_delete(c->w->kv, (const char *)req->key.data,
-                                req->key.len, NULL);
-        if (rc != BFDB_OK) {
-            h_store_fail(c, rc, bfdb_store_errmsg(c->w->kv));
-        } else {
+        if (kv_write(c, &req->key, NULL) == 0) {
             Buffdb__Kv__DeleteResponse resp =
                 BUFFDB__KV__DELETE_RESPONSE__INIT;
             resp.key = req->key;

@@ -27,6 +27,7 @@ struct query_state {
     bfdb_store *conn[2]; /* this call's connections, by target */
     bfdb_query *q;
     int target;
+    int global;          /* a kv write: the cache's raw-write protocol runs */
 };
 
 static const char *const type_urls[] = {
@@ -127,6 +128,11 @@ query_request(struct call *c, const uint8_t *data, size_t len)
         goto out;
     }
     st->target = (int)req->target;
+    if (st->target == BUFFDB__QUERY__TARGET_STORE__KV &&
+        !bfdb_query_readonly(st->q)) {
+        bfdb_cache_global_begin(c->w->shm);
+        st->global = 1;
+    }
     c->generating = 1;
 out:
     buffdb__query__raw_query__free_unpacked(req, NULL);
@@ -184,11 +190,15 @@ pack_column(bfdb_query *q, int col, Google__Protobuf__Any *any, uint8_t **buf)
 }
 
 static void
-query_close(struct query_state *st)
+query_close(struct call *c, struct query_state *st)
 {
     if (st->q) {
-        bfdb_query_close(st->q);
+        bfdb_query_close(st->q); /* autocommit: this commits a write */
         st->q = NULL;
+    }
+    if (st->global) {
+        bfdb_cache_global_end(c->w->shm);
+        st->global = 0;
     }
 }
 
@@ -199,13 +209,13 @@ query_pump(struct call *c)
     int r = bfdb_query_next(st->q);
 
     if (r == 0) {
-        query_close(st);
+        query_close(c, st);
         return 0;
     }
     if (r < 0) {
         call_fail(c, raw_status(r), "%s",
                   bfdb_store_errmsg(st->conn[st->target]));
-        query_close(st);
+        query_close(c, st);
         return 0;
     }
     int ncol = bfdb_query_columns(st->q);
@@ -238,7 +248,7 @@ query_cleanup(struct call *c)
 
     if (st == NULL)
         return;
-    query_close(st);
+    query_close(c, st);
     bfdb_store_close(st->conn[0]);
     bfdb_store_close(st->conn[1]);
     free(st);
@@ -246,6 +256,18 @@ query_cleanup(struct call *c)
 }
 
 /* ---- Execute ------------------------------------------------------------- */
+
+static void
+global_begin(void *shm)
+{
+    bfdb_cache_global_begin(shm);
+}
+
+static void
+global_end(void *shm)
+{
+    bfdb_cache_global_end(shm);
+}
 
 static void
 execute_request(struct call *c, const uint8_t *data, size_t len)
@@ -256,8 +278,10 @@ execute_request(struct call *c, const uint8_t *data, size_t len)
     if (req == NULL)
         return;
     bfdb_store *s = req->target ? c->w->blob : c->w->kv;
-    int rc = bfdb_query_execute(s, (const char *)req->query.data,
-                                req->query.len, &changes);
+    int rc = bfdb_query_execute_hooked(
+        s, (const char *)req->query.data, req->query.len, &changes,
+        req->target ? NULL : global_begin, req->target ? NULL : global_end,
+        c->w->shm);
     if (rc != BFDB_OK) {
         call_fail(c, raw_status(rc), "%s", bfdb_store_errmsg(s));
     } else {

@@ -5,7 +5,9 @@
  *   1. name the process in logs; drop the master's fds; die with the master
  *   2. block SIGTERM/SIGINT/SIGHUP before any thread exists (gRPC's
  *      threads inherit the mask); SIGPIPE ignored
- *   3. open the SQLite stores (after fork: SQLite handles never cross it)
+ *   3. claim its record in the shared region (inherited mapping); open
+ *      the SQLite stores and the LMDB cache (after fork: neither kind of
+ *      handle may cross it)
  *   4. grpc_init, register the methods, bind the shared port
  *      (SO_REUSEPORT, gRPC's default on Linux), start, post call requests
  *   5. start the signal thread, tell the master "ready"
@@ -170,7 +172,8 @@ start_server(struct worker *w)
 
 void
 worker_main(const struct bfdb_config *cfg, int slot, int generation,
-            int status_fd, const int *close_fds, int nclose)
+            int status_fd, const int *close_fds, int nclose, bfdb_shm *shm,
+            int record)
 {
     static struct worker w;
     char role[32];
@@ -193,6 +196,10 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
     w.slot = slot;
     w.generation = generation;
     w.cfg = cfg;
+    w.shm = shm;
+    w.pid = getpid();
+    if (bfdb_shm_claim(shm, record, slot) == NULL)
+        fatalx(1, "could not claim shared record %d", record);
     w.nmethods = worker_nmethods;
     snprintf(w.pid_str, sizeof(w.pid_str), "%ld", (long)getpid());
 
@@ -203,6 +210,9 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
 
     /* 3, 4 */
     open_stores(&w);
+    char err[1024];
+    if (bfdb_cache_open(&w.cache, shm, err, sizeof(err)) != 0)
+        fatalx(BFDB_EXIT_MISCONFIGURED, "%s", err);
     grpc_init();
     start_server(&w);
 
@@ -246,6 +256,7 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
     grpc_shutdown_blocking();
     bfdb_store_close(w.kv);
     bfdb_store_close(w.blob);
+    bfdb_cache_close(w.cache);
     log_info("stopped");
     exit(0);
 }

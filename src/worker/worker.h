@@ -13,6 +13,8 @@
 #include <sys/types.h>
 
 #include "common/config.h"
+#include "shm/cache.h"
+#include "shm/shm.h"
 #include "store/store.h"
 #include "worker/call.h"
 
@@ -40,6 +42,9 @@ struct worker {
     const struct bfdb_config *cfg;
     bfdb_store *kv;
     bfdb_store *blob;
+    bfdb_shm *shm;               /* inherited from the master */
+    bfdb_cache *cache;           /* NULL when cache_size is 0 */
+    pid_t pid;
     grpc_server *server;
     grpc_completion_queue *cq;
     void *method_handles[32];
@@ -56,10 +61,11 @@ extern const int worker_nmethods;
  * worker_main - the worker's whole life after fork: never returns.  Exits
  * 0 after a graceful stop, BFDB_EXIT_MISCONFIGURED if its configuration
  * cannot work, 1 on other failures.  status_fd is the write end of the
- * master's status pipe; close_fds are the master's fds to drop.
+ * master's status pipe; close_fds are the master's fds to drop; record is
+ * its record in the shared region (the master's process index).
  */
 void worker_main(const struct bfdb_config *cfg, int slot, int generation,
-                 int status_fd, const int *close_fds, int nclose)
-    __attribute__((noreturn));
+                 int status_fd, const int *close_fds, int nclose,
+                 bfdb_shm *shm, int record) __attribute__((noreturn));
 
 #endif /* BFDB_WORKER_WORKER_H */
