@@ -32,6 +32,7 @@ bfdb_config_defaults(struct bfdb_config *c)
     c->cache_size = BFDB_DEFAULT_CACHE_SIZE;
     c->lock_table_size = BFDB_DEFAULT_LOCK_SLOTS;
     c->lock_wait_ms = BFDB_DEFAULT_LOCK_WAIT_MS;
+    c->txn_timeout_ms = BFDB_DEFAULT_TXN_TIMEOUT_MS;
 }
 
 int
@@ -201,6 +202,16 @@ bfdb_config_set(struct bfdb_config *c, const char *name, const char *v,
             return -1;
         }
         c->lock_wait_ms = (int)l;
+        return 0;
+    }
+    if (strcmp(name, "transaction_timeout") == 0) {
+        if (bfdb_parse_duration_ms(v, &l) != 0 || l < 1 ||
+            l > BFDB_MAX_TXN_TIMEOUT_MS) {
+            snprintf(err, errlen, "'%s' is not a duration of 1ms to 1440m "
+                     "(e.g. 30s, 2m)", v);
+            return -1;
+        }
+        c->txn_timeout_ms = (int)l;
         return 0;
     }
     if (strcmp(name, "log_level") == 0) {

@@ -24,6 +24,8 @@
 #define BFDB_DEFAULT_CACHE_SIZE (64u << 20)
 #define BFDB_DEFAULT_LOCK_SLOTS 4096
 #define BFDB_DEFAULT_LOCK_WAIT_MS 5000
+#define BFDB_DEFAULT_TXN_TIMEOUT_MS 30000
+#define BFDB_MAX_TXN_TIMEOUT_MS (24 * 3600 * 1000)
 
 struct bfdb_config {
     char listen[256];          /* host:port, [v6]:port */
@@ -39,6 +41,7 @@ struct bfdb_config {
     uint64_t cache_size;       /* bytes of kv entries cached; 0: no cache */
     uint32_t lock_table_size;  /* slots in the lock table */
     int lock_wait_ms;          /* how long a write waits for a key lock */
+    int txn_timeout_ms;        /* a transaction's life unless it asks */
 };
 
 /* bfdb_config_defaults - fill c with the built-in defaults */

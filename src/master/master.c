@@ -232,6 +232,33 @@ prepare_stores(const struct bfdb_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* recover_transactions - at start, before any worker: finish the commits
+ * a crash interrupted after their commit point, undo the others, drop
+ * every staged write (no transaction outlives its server) */
+static int
+recover_transactions(const struct bfdb_config *c, char *err, size_t errlen)
+{
+    struct bfdb_store_opts o = {0};
+    bfdb_store *kv, *blob;
+
+    o.sync = c->sync;
+    o.busy_timeout_ms = c->busy_timeout_ms;
+    if (bfdb_store_open(&kv, BFDB_STORE_KV, c->kv_store, &o, err, errlen))
+        return -1;
+    if (bfdb_store_open(&blob, BFDB_STORE_BLOB, c->blob_store, &o, err,
+                        errlen)) {
+        bfdb_store_close(kv);
+        return -1;
+    }
+    int rc = bfdb_txn_recover(kv, blob, 0, 1, NULL);
+    if (rc != BFDB_OK)
+        snprintf(err, errlen, "could not recover transactions: %s",
+                 bfdb_store_errmsg(kv));
+    bfdb_store_close(blob);
+    bfdb_store_close(kv);
+    return rc == BFDB_OK ? 0 : -1;
+}
+
 /* ---- workers ------------------------------------------------------------ */
 
 static struct proc *
@@ -351,6 +378,15 @@ reap(void)
         bfdb_shm_reap(&m.shm, pid);
         if (m.cfg.cache_size > 0 && (sig || code != 0))
             bfdb_cache_reader_check(m.shm_dir);
+        /* its open transactions are rolled back (a worker settles their
+         * staged writes), its commit in flight recovered */
+        uint64_t nums[64];
+        int nt = bfdb_txntab_worker_died(m.shm.txntab, pid, nums, 64);
+        for (int k = 0; k < nt; k++)
+            bfdb_locktab_release_txn_nb(m.shm.locktab, nums[k]);
+        if (nt > 0)
+            log_info("rolled back %d transaction%s of worker %d", nt,
+                     nt == 1 ? "" : "s", slot);
 
         if (sig)
             log_warn("worker %d (pid %ld) killed by signal %d", slot,
@@ -503,11 +539,12 @@ begin_reload(void)
     }
     if (strcmp(c.kv_store, m.cfg.kv_store) != 0 ||
         strcmp(c.shm_dir, m.cfg.shm_dir) != 0 ||
+        strcmp(c.blob_store, m.cfg.blob_store) != 0 ||
         c.cache_size != m.cfg.cache_size ||
         c.lock_table_size != m.cfg.lock_table_size) {
-        log_error("reload failed: kv_store, shm_dir, cache_size and "
-                  "lock_table_size take effect only at start; keeping the "
-                  "running configuration");
+        log_error("reload failed: kv_store, blob_store, shm_dir, cache_size "
+                  "and lock_table_size take effect only at start; keeping "
+                  "the running configuration");
         sd_notify(0, "READY=1");
         return;
     }
@@ -571,9 +608,17 @@ loop(void)
             timeout = m.killed ? 1000 : m.stop_deadline - now;
         }
 
-        /* once a second: repair after CLI processes that died mid-write */
+        /* once a second: repair after CLI processes that died mid-write,
+         * expire transactions that outlived their timeout */
         if (!m.stopping) {
             bfdb_shm_reap_dead_cli(&m.shm);
+            uint64_t nums[64];
+            int nt = bfdb_txntab_expire(m.shm.txntab, bfdb_txn_now_ms(),
+                                        nums, 64);
+            for (int k = 0; k < nt; k++)
+                bfdb_locktab_release_txn_nb(m.shm.locktab, nums[k]);
+            if (nt > 0)
+                log_info("%d transaction%s expired", nt, nt == 1 ? "" : "s");
             if (timeout < 0 || timeout > 1000)
                 timeout = 1000;
         }
@@ -640,6 +685,11 @@ master_run(int argc, char **argv)
         return CLI_USAGE;
     }
     bfdb_shm_unlock(lockfd);
+    /* after the address lock: a second server must not touch the files */
+    if (recover_transactions(&m.cfg, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
 
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

@@ -346,11 +346,16 @@ evict_one(bfdb_cache *c, MDB_txn *txn, struct cache_meta *m)
         mdb_cursor_close(cur);
         if (rc != 0)
             return rc;
-        /* copy: the pages move as we write */
-        unsigned char kbuf[512];
+        /* copy both: the pages move as we write (a delete changes a page
+         * already dirty in this transaction in place, so sk would then name
+         * the next order record, and deleting it would orphan its entry) */
+        unsigned char kbuf[512], sbuf[8];
         size_t klen = key.mv_size < sizeof(kbuf) ? key.mv_size : sizeof(kbuf);
         memcpy(kbuf, key.mv_data, klen);
         MDB_val k = {klen, kbuf};
+        sk.mv_size = sk.mv_size < sizeof(sbuf) ? sk.mv_size : sizeof(sbuf);
+        memcpy(sbuf, sk.mv_data, sk.mv_size);
+        sk.mv_data = sbuf;
 
         if (chance < SECOND_CHANCES && refbit_take(c, kbuf, klen)) {
             /* read since it was queued: move it to the back */

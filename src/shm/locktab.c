@@ -658,13 +658,13 @@ bfdb_locktab_release_txn(bfdb_locktab *t, uint64_t txn)
  * Only turns held slots into tombstones (never empty), so no probe chain
  * breaks under a concurrent lookup.
  */
-int
-bfdb_locktab_release_pid(bfdb_locktab *t, pid_t pid)
+/* release_matching - the lock-free release behind release_pid and
+ * release_txn_nb: one compare-and-swap per held slot that matches */
+static int
+release_matching(bfdb_locktab *t, pid_t pid, uint64_t txn)
 {
     int count = 0;
 
-    if (t == NULL || pid <= 0)
-        return BFDB_EINVAL;
     for (uint32_t i = 0; i < t->hdr.nslots; i++) {
         struct locktab_slot *s = &t->slots[i];
         uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
@@ -677,7 +677,7 @@ bfdb_locktab_release_pid(bfdb_locktab *t, pid_t pid)
         stxn = atomic_load_explicit(&s->txn, memory_order_relaxed);
         /* pairs with the release fence in locktab_claim_locked */
         atomic_thread_fence(memory_order_acquire);
-        if (spid != pid || stxn != 0)
+        if (txn != 0 ? stxn != txn : (spid != pid || stxn != 0))
             continue;
         if (atomic_compare_exchange_strong_explicit(
                 &s->state, &st, state_next(st, KIND_TOMB),
@@ -687,6 +687,22 @@ bfdb_locktab_release_pid(bfdb_locktab *t, pid_t pid)
     if (count > 0)
         locktab_wake_all(t, 0);
     return count;
+}
+
+int
+bfdb_locktab_release_pid(bfdb_locktab *t, pid_t pid)
+{
+    if (t == NULL || pid <= 0)
+        return BFDB_EINVAL;
+    return release_matching(t, pid, 0);
+}
+
+int
+bfdb_locktab_release_txn_nb(bfdb_locktab *t, uint64_t txn)
+{
+    if (t == NULL || txn == 0)
+        return BFDB_EINVAL;
+    return release_matching(t, 0, txn);
 }
 
 int

@@ -79,6 +79,11 @@ int bfdb_locktab_release_txn(bfdb_locktab *t, uint64_t txn);
  */
 int bfdb_locktab_release_pid(bfdb_locktab *t, pid_t pid);
 
+/* bfdb_locktab_release_txn_nb - bfdb_locktab_release_txn for the master:
+ * lock-free like release_pid (for transactions it expires or whose worker
+ * died); returns how many */
+int bfdb_locktab_release_txn_nb(bfdb_locktab *t, uint64_t txn);
+
 /* bfdb_locktab_holder - who holds name: 1 and the owner (pid / txn if not
  * NULL), or 0 if free; negative on error.  Takes the table's mutex. */
 int bfdb_locktab_holder(bfdb_locktab *t, const void *name, size_t len,

@@ -53,6 +53,9 @@ layout(struct bfdb_shm_hdr *h, uint32_t lock_slots)
     off = ALIGN64(off + BFDB_SHM_REFBITS / 8);
     h->off_locktab = off;
     off = ALIGN64(off + bfdb_locktab_shm_size(lock_slots));
+    h->txn_slots = BFDB_SHM_TXN_SLOTS;
+    h->off_txntab = off;
+    off = ALIGN64(off + bfdb_txntab_shm_size(h->txn_slots));
     h->total_size = off;
 }
 
@@ -66,6 +69,7 @@ bind_parts(bfdb_shm *shm)
     shm->records = (struct bfdb_shm_record *)(b + shm->hdr->off_records);
     shm->refbits = (uint64_t *)(b + shm->hdr->off_refbits);
     shm->locktab = bfdb_locktab_at(b + shm->hdr->off_locktab);
+    shm->txntab = bfdb_txntab_at(b + shm->hdr->off_txntab);
 }
 
 /* rm_cache - remove the LMDB files of an earlier server */
@@ -142,6 +146,11 @@ bfdb_shm_create(bfdb_shm *shm, const char *dir, uint32_t lock_slots,
         snprintf(err, errlen, "could not set up the lock table");
         goto fail;
     }
+    /* transaction numbers differ across restarts: staged rows left by a
+     * crash can never be taken for a new transaction's */
+    shm->txntab = bfdb_txntab_shm_init((char *)shm->base + h.off_txntab,
+                                       h.txn_slots,
+                                       ((uint64_t)time(NULL) << 20) | 1);
     shm->hdr->version = BFDB_SHM_VERSION;
     shm->hdr->hdr_size = sizeof(h);
     shm->hdr->master_pid = (int32_t)getpid();

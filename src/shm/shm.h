@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "shm/locktab.h"
+#include "shm/txntab.h"
 
 #define BFDB_SHM_MAGIC "BFDBSHM1"
 #define BFDB_SHM_VERSION 1
@@ -33,6 +34,7 @@
 #define BFDB_SHM_RECORDS (BFDB_SHM_WORKER_RECORDS + BFDB_SHM_CLI_RECORDS)
 #define BFDB_SHM_METHODS 16
 #define BFDB_SHM_REFBITS 65536         /* CLOCK reference bits */
+#define BFDB_SHM_TXN_SLOTS 1024        /* open or recently ended txns */
 
 /* Counters a process keeps in its record (only it writes them). */
 struct bfdb_counters {
@@ -77,6 +79,9 @@ struct bfdb_shm_hdr {
     uint32_t records_hwm;   /* atomic: worker records in use are below */
     uint32_t pad1;
     struct bfdb_counters retired; /* of processes that exited */
+    uint64_t off_txntab;    /* the transaction table (txntab.h) */
+    uint32_t txn_slots;
+    uint32_t pad2;
 };
 
 typedef struct bfdb_shm {
@@ -87,6 +92,7 @@ typedef struct bfdb_shm {
     struct bfdb_shm_record *records;
     uint64_t *refbits;
     bfdb_locktab *locktab;
+    bfdb_txntab *txntab;
     struct bfdb_shm_record *self; /* this process's record, if claimed */
     char dir[PATH_MAX];
 } bfdb_shm;

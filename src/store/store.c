@@ -36,7 +36,15 @@ static const char schema_kv[] =
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE IF NOT EXISTS buffdb_meta (name TEXT PRIMARY KEY, value);"
     "INSERT OR IGNORE INTO buffdb_meta VALUES ('kind', 'kv');"
-    "INSERT OR IGNORE INTO buffdb_meta VALUES ('schema_version', 1);";
+    "INSERT OR IGNORE INTO buffdb_meta VALUES ('schema_version', 1);"
+    /* transactions: staged writes, and the commit marker of a transaction
+     * that also wrote blobs (see txn.c) */
+    "CREATE TABLE IF NOT EXISTS buffdb_txn_kv ("
+    "  txn INTEGER NOT NULL, seq INTEGER NOT NULL, op INTEGER NOT NULL,"
+    "  key TEXT NOT NULL, value TEXT, PRIMARY KEY (txn, seq));"
+    "CREATE INDEX IF NOT EXISTS buffdb_txn_kv_key"
+    "  ON buffdb_txn_kv (txn, key, seq);"
+    "CREATE TABLE IF NOT EXISTS buffdb_txn_done (txn INTEGER PRIMARY KEY);";
 
 static const char schema_blob[] =
     "CREATE TABLE IF NOT EXISTS blob (data BLOB, metadata TEXT);"
@@ -44,6 +52,21 @@ static const char schema_blob[] =
     "INSERT OR IGNORE INTO buffdb_meta VALUES ('kind', 'blob');"
     "INSERT OR IGNORE INTO buffdb_meta VALUES ('schema_version', 1);"
     "INSERT OR IGNORE INTO buffdb_meta VALUES ('blob_id_floor', 0);"
+    /* ids handed to transactions before their blobs exist */
+    "INSERT OR IGNORE INTO buffdb_meta VALUES ('blob_id_reserved', 0);"
+    /* 1 only inside buffdb's own transaction that puts rows back at their
+     * ids (a commit, an undo); never seen by other connections */
+    "INSERT OR IGNORE INTO buffdb_meta VALUES ('restoring', 0);"
+    "CREATE TABLE IF NOT EXISTS buffdb_txn_blob ("
+    "  txn INTEGER NOT NULL, seq INTEGER NOT NULL, op INTEGER NOT NULL,"
+    "  id INTEGER NOT NULL, has_data INTEGER NOT NULL, data BLOB,"
+    "  update_meta INTEGER NOT NULL, metadata TEXT, PRIMARY KEY (txn, seq));"
+    "CREATE INDEX IF NOT EXISTS buffdb_txn_blob_id"
+    "  ON buffdb_txn_blob (txn, id, seq);"
+    "CREATE TABLE IF NOT EXISTS buffdb_txn_undo ("
+    "  txn INTEGER NOT NULL, id INTEGER NOT NULL, existed INTEGER NOT NULL,"
+    "  data BLOB, metadata TEXT, PRIMARY KEY (txn, id));"
+    "CREATE TABLE IF NOT EXISTS buffdb_txn_prepared (txn INTEGER PRIMARY KEY);"
     "CREATE TABLE IF NOT EXISTS buffdb_blob_part ("
     "  blob_id INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
     "  PRIMARY KEY (blob_id, seq));"
@@ -63,10 +86,14 @@ static const char schema_blob[] =
     "   WHERE blob_id = OLD.rowid;"
     "END;"
     /* raw SQL inserting at a spent id (SQLite picks max(rowid)+1, which is
-     * spent if the highest blob was deleted): move the row past the floor */
-    "CREATE TRIGGER IF NOT EXISTS buffdb_blob_inserted AFTER INSERT ON blob "
-    "WHEN NEW.rowid <= (SELECT value FROM buffdb_meta"
-    "                   WHERE name = 'blob_id_floor') BEGIN"
+     * spent if the highest blob was deleted): move the row past the floor.
+     * (Version 1 of this trigger did not know 'restoring'.) */
+    "DROP TRIGGER IF EXISTS buffdb_blob_inserted;"
+    "CREATE TRIGGER IF NOT EXISTS buffdb_blob_inserted_v2 AFTER INSERT ON "
+    "blob WHEN NEW.rowid <= (SELECT value FROM buffdb_meta"
+    "                        WHERE name = 'blob_id_floor')"
+    " AND coalesce((SELECT value FROM buffdb_meta"
+    "               WHERE name = 'restoring'), 0) = 0 BEGIN"
     "  UPDATE blob SET rowid = (SELECT max((SELECT max(rowid) FROM blob),"
     "      (SELECT value FROM buffdb_meta WHERE name = 'blob_id_floor')) + 1)"
     "   WHERE rowid = NEW.rowid;"
@@ -89,7 +116,15 @@ static const struct {
     [ST_BLOB_NEXT_ID] = {BFDB_STORE_BLOB,
                          "SELECT max(coalesce((SELECT max(rowid) FROM blob),"
                          " 0), coalesce((SELECT value FROM buffdb_meta"
-                         " WHERE name = 'blob_id_floor'), 0)) + 1"},
+                         " WHERE name = 'blob_id_floor'), 0),"
+                         " coalesce((SELECT value FROM buffdb_meta"
+                         " WHERE name = 'blob_id_reserved'), 0)) + 1"},
+    [ST_BLOB_RESERVE] = {BFDB_STORE_BLOB,
+                         "UPDATE buffdb_meta SET value = (SELECT max("
+                         "coalesce((SELECT max(rowid) FROM blob), 0),"
+                         " coalesce((SELECT value FROM buffdb_meta"
+                         " WHERE name = 'blob_id_floor'), 0), value) + 1)"
+                         " WHERE name = 'blob_id_reserved' RETURNING value"},
     [ST_BLOB_INSERT] = {BFDB_STORE_BLOB,
                         "INSERT INTO blob (rowid, data, metadata)"
                         " VALUES (?1, ?2, ?3)"},

@@ -214,4 +214,70 @@ int bfdb_query_execute_hooked(bfdb_store *s, const char *sql, size_t len,
                               uint64_t *changes, void (*before)(void *),
                               void (*after)(void *), void *arg);
 
+/* ---- transactions (txn.c) -------------------------------------------- */
+/*
+ * A transaction's writes are staged in its store files (buffdb_txn_kv,
+ * buffdb_txn_blob), invisible to everyone else, and applied at commit:
+ *   1. bfdb_txn_blob_prepare (blob store, one SQLite transaction): apply
+ *      the staged blob writes, keeping before-images in buffdb_txn_undo and
+ *      a buffdb_txn_prepared row;
+ *   2. bfdb_txn_kv_commit (kv store, one SQLite transaction): apply the
+ *      staged kv writes and, if step 1 ran, a buffdb_txn_done marker.
+ *      This is the commit point;
+ *   3. bfdb_txn_blob_finish: drop the undo images and the markers.
+ * bfdb_txn_recover decides from the files alone: prepared and done means
+ * committed (finish it); prepared without done is undone from the images.
+ * So blobs are in place before any kv value that names them, and a crash
+ * at any point leaves all of a transaction or none of it.  `txn` is the
+ * transaction's number (unique across restarts).
+ */
+enum bfdb_txn_op { BFDB_TXN_SET = 1, BFDB_TXN_DELETE = 2, BFDB_TXN_STORE = 3,
+                   BFDB_TXN_UPDATE = 4 };
+
+/* stage a kv set (val != NULL) or delete */
+int bfdb_txn_kv_stage(bfdb_store *kv, uint64_t txn, const char *key,
+                      size_t klen, const char *val, size_t vlen);
+
+/*
+ * bfdb_txn_kv_read - key as the transaction sees it: its own last staged
+ * write if any (*staged 1; BFDB_ENOTFOUND for a staged delete), else
+ * *staged 0 and nothing read (the caller reads committed data).
+ */
+int bfdb_txn_kv_read(bfdb_store *kv, uint64_t txn, const char *key,
+                     size_t klen, int *staged, char **val, size_t *vlen);
+
+/* bfdb_txn_blob_reserve - an id for a blob a transaction will store: never
+ * given to anyone else, even if the transaction rolls back */
+int bfdb_txn_blob_reserve(bfdb_store *blob, uint64_t *id);
+
+/* stage a blob op: BFDB_TXN_STORE (data, meta), BFDB_TXN_UPDATE (the
+ * update matrix), BFDB_TXN_DELETE.  meta NULL: absent. */
+int bfdb_txn_blob_stage(bfdb_store *blob, uint64_t txn, int op, uint64_t id,
+                        int has_data, const void *data, size_t len,
+                        int update_meta, const char *meta, size_t mlen);
+
+/* bfdb_txn_blob_read - blob id as the transaction sees it (committed data
+ * with its staged ops replayed); BFDB_ENOTFOUND, BFDB_ETOOBIG as
+ * bfdb_blob_get */
+int bfdb_txn_blob_read(bfdb_store *blob, uint64_t txn, uint64_t id,
+                       size_t max_len, void **data, size_t *len, char **meta,
+                       size_t *mlen);
+
+/* bfdb_txn_discard - drop the transaction's staged writes from s */
+int bfdb_txn_discard(bfdb_store *s, uint64_t txn);
+
+int bfdb_txn_blob_prepare(bfdb_store *blob, uint64_t txn);
+int bfdb_txn_kv_commit(bfdb_store *kv, uint64_t txn, int blob_prepared);
+int bfdb_txn_blob_finish(bfdb_store *blob, bfdb_store *kv, uint64_t txn);
+
+/*
+ * bfdb_txn_recover - settle transaction txn (0: every one) from the files:
+ * finish a prepared-and-done commit, undo a prepared one without its done
+ * marker, discard staged writes.  had_blob says whether txn staged blob
+ * writes; *committed (may be NULL) says how it ended.  For start-up (txn
+ * 0) and for a commit whose worker died.
+ */
+int bfdb_txn_recover(bfdb_store *kv, bfdb_store *blob, uint64_t txn,
+                     int had_blob, int *committed);
+
 #endif /* BFDB_STORE_STORE_H */

@@ -15,6 +15,7 @@ enum store_stmt {
     ST_KV_DELETE,
     ST_BLOB_INFO,
     ST_BLOB_NEXT_ID,
+    ST_BLOB_RESERVE,
     ST_BLOB_INSERT,
     ST_BLOB_SET_DATA,
     ST_BLOB_SET_META,

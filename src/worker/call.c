@@ -290,8 +290,12 @@ start_write(struct call *c)
         add_initial_md(c, &ops[n++]);
     memset(&ops[n], 0, sizeof(ops[n]));
     ops[n].op = GRPC_OP_SEND_MESSAGE;
-    /* more is queued behind this one: let gRPC coalesce the writes */
-    ops[n].flags = c->q_len > 0 ? GRPC_WRITE_BUFFER_HINT : 0;
+    /* no GRPC_WRITE_BUFFER_HINT: chttp2 does not start a write for a
+     * hinted message and completes it only once its bytes are written, so
+     * with one write in flight per call a hinted write can wait for ever
+     * (a Query pump that keeps the queue non-empty stalls at its first
+     * row) */
+    ops[n].flags = 0;
     ops[n].data.send_message.send_message = c->writing;
     n++;
     if (start_batch(c, ops, n, &c->t_write) == 0) {
@@ -346,7 +350,10 @@ pump_more(struct call *c)
     while (c->generating && !c->final_set && !c->close_done &&
            c->q_len < WORKER_QUEUE_HIGH) {
         with_interrupt(c, 1);
-        c->generating = c->m->pump(c) ? 1 : 0;
+        int more = c->m->pump(c);
+        /* a pump that failed the call (call_fail cleared generating) must
+         * not switch it back on, or the status is never sent */
+        c->generating = more && !c->final_set ? 1 : 0;
         with_interrupt(c, 0);
     }
 }

@@ -49,17 +49,6 @@ h_check_utf8(struct call *c, const ProtobufCBinaryData *b, const char *field)
     return 0;
 }
 
-int
-h_no_txn(struct call *c, int present)
-{
-    if (!present)
-        return 1;
-    call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
-              "transactions are not supported yet: a request naming a "
-              "transaction_id cannot be run");
-    return 0;
-}
-
 void
 h_store_fail(struct call *c, int err, const char *msg)
 {
@@ -94,9 +83,9 @@ h_cmp_cleanup(struct call *c)
 
 /* key_name - the lock name of a kv key: "k" then the key, so kv keys and
  * other lock names (blobs, "b"...) never collide */
-static char *
-key_name(const ProtobufCBinaryData *key, char *small, size_t cap,
-         size_t *len)
+char *
+h_key_name(const ProtobufCBinaryData *key, char *small, size_t cap,
+           size_t *len)
 {
     char *n = key->len + 1 <= cap ? small : xmalloc(key->len + 1);
 
@@ -113,7 +102,7 @@ h_key_lock(struct call *c, const ProtobufCBinaryData *key, pid_t *holder,
 {
     char small[256];
     size_t len;
-    char *n = key_name(key, small, sizeof(small), &len);
+    char *n = h_key_name(key, small, sizeof(small), &len);
     struct worker *w = c->w;
 
     int rc = bfdb_locktab_acquire(w->shm->locktab, n, len, w->pid, 0,
@@ -128,10 +117,17 @@ h_key_unlock(struct call *c, const ProtobufCBinaryData *key)
 {
     char small[256];
     size_t len;
-    char *n = key_name(key, small, sizeof(small), &len);
+    char *n = h_key_name(key, small, sizeof(small), &len);
     struct worker *w = c->w;
 
     bfdb_locktab_release(w->shm->locktab, n, len, w->pid, 0);
     if (n != small)
         free(n);
+}
+
+void
+h_blob_name(uint64_t id, char out[9])
+{
+    out[0] = 'b';
+    memcpy(out + 1, &id, 8);
 }

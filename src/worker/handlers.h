@@ -9,10 +9,14 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "shm/txntab.h"
 #include "worker/call.h"
 
+struct worker;
+
 extern const struct bfdb_method bfdb_method_kv_get, bfdb_method_kv_set,
-    bfdb_method_kv_delete, bfdb_method_kv_eq, bfdb_method_kv_not_eq;
+    bfdb_method_kv_delete, bfdb_method_kv_eq, bfdb_method_kv_not_eq,
+    bfdb_method_kv_begin, bfdb_method_kv_commit, bfdb_method_kv_rollback;
 extern const struct bfdb_method bfdb_method_blob_get, bfdb_method_blob_store,
     bfdb_method_blob_update, bfdb_method_blob_delete,
     bfdb_method_blob_eq_data, bfdb_method_blob_not_eq_data;
@@ -27,13 +31,16 @@ const char *h_printable(const ProtobufCBinaryData *b, char *buf, size_t cap);
 int h_check_utf8(struct call *c, const ProtobufCBinaryData *b,
                  const char *field);
 
-/* h_no_txn - fail FAILED_PRECONDITION if a transaction_id was given:
- * transactions are not built yet, and ignoring the id would be a lie.
- * Returns 1 if none was given. */
-int h_no_txn(struct call *c, int present);
-
 /* h_store_fail - fail the call with the status for a store error */
 void h_store_fail(struct call *c, int err, const char *msg);
+
+/* h_key_name - the lock name of a kv key ('k' + key) in small if it fits
+ * (cap bytes), else malloc'd; free it if it is not small */
+char *h_key_name(const ProtobufCBinaryData *key, char *small, size_t cap,
+                 size_t *len);
+
+/* h_blob_name - the lock name of a blob ('b' + 8-byte id), 9 bytes */
+void h_blob_name(uint64_t id, char out[9]);
 
 /* h_key_lock / h_key_unlock - the lock-table lock of a kv key, for this
  * worker (txn 0), waiting up to lock_wait.  Returns 0, BFDB_EBUSY (with
@@ -48,5 +55,23 @@ void h_key_unlock(struct call *c, const ProtobufCBinaryData *key);
 void h_cmp_reply(struct call *c, int value);
 void h_cmp_end(struct call *c);
 void h_cmp_cleanup(struct call *c);
+
+/* Transactions (handlers_txn.c). */
+
+/* h_txn_enter - the active transaction a request names, marked busy for
+ * this worker; NULL after failing the call (unknown, ended, expired:
+ * FAILED_PRECONDITION; read-only and write: FAILED_PRECONDITION) */
+struct bfdb_txn_slot *h_txn_enter(struct call *c,
+                                  const ProtobufCBinaryData *id, int write);
+void h_txn_leave(struct call *c, struct bfdb_txn_slot *s);
+
+/* h_txn_lock - take a lock for the transaction (ABORTED after lock_wait);
+ * 0, or -1 after failing the call.  what names it in the message. */
+int h_txn_lock(struct call *c, struct bfdb_txn_slot *s, const void *name,
+               size_t len, const char *what);
+
+/* h_txn_housekeeping - settle transactions the master aborted and finish
+ * commits whose worker died; called about once a second */
+void h_txn_housekeeping(struct worker *w);
 
 #endif /* BFDB_WORKER_HANDLERS_H */

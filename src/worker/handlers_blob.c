@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "blob.pb-c.h"
@@ -29,6 +30,84 @@ check_id(struct call *c, uint64_t id)
     return 0;
 }
 
+/* blob_lock - the lock of blob id for a write outside a transaction, so it
+ * waits for (and never slips past) a transaction that wrote the blob */
+static int
+blob_lock(struct call *c, uint64_t id)
+{
+    struct worker *w = c->w;
+    char name[9];
+    pid_t holder = 0;
+    uint64_t htxn = 0;
+
+    h_blob_name(id, name);
+    int rc = bfdb_locktab_acquire(w->shm->locktab, name, sizeof(name), w->pid,
+                                  0, w->cfg->lock_wait_ms, &holder, &htxn);
+    if (rc == BFDB_EBUSY) {
+        call_fail(c, GRPC_STATUS_ABORTED, "blob %" PRIu64 " is locked by "
+                  "another %s beyond lock_wait", id,
+                  htxn ? "transaction" : "writer");
+        return -1;
+    }
+    if (rc != BFDB_OK) {
+        call_fail(c, GRPC_STATUS_UNAVAILABLE,
+                  "the lock table is full (lock_table_size): try again");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+blob_unlock(struct call *c, uint64_t id)
+{
+    char name[9];
+
+    h_blob_name(id, name);
+    bfdb_locktab_release(c->w->shm->locktab, name, sizeof(name), c->w->pid,
+                         0);
+}
+
+/* blob_txn_write - stage op on blob id in the transaction the request
+ * names, under the transaction's lock of the blob; 0 or -1 (call failed).
+ * For a store, *id receives the id reserved for it. */
+static int
+blob_txn_write(struct call *c, const ProtobufCBinaryData *txn_id, int op,
+               uint64_t *id, int has_data, const ProtobufCBinaryData *data,
+               int upd_meta, const char *meta, size_t mlen)
+{
+    struct worker *w = c->w;
+    char name[9], what[64];
+    int rc = -1;
+
+    struct bfdb_txn_slot *t = h_txn_enter(c, txn_id, 1);
+    if (t == NULL)
+        return -1;
+    if (op == BFDB_TXN_STORE) {
+        int src = bfdb_txn_blob_reserve(w->blob, id);
+        if (src != BFDB_OK) {
+            h_store_fail(c, src, bfdb_store_errmsg(w->blob));
+            goto out;
+        }
+    }
+    h_blob_name(*id, name);
+    snprintf(what, sizeof(what), "blob %" PRIu64, *id);
+    if (h_txn_lock(c, t, name, sizeof(name), what) != 0)
+        goto out;
+    int src = bfdb_txn_blob_stage(w->blob, t->num, op, *id, has_data,
+                                  has_data ? data->data : NULL,
+                                  has_data ? data->len : 0, upd_meta, meta,
+                                  mlen);
+    if (src != BFDB_OK) {
+        h_store_fail(c, src, bfdb_store_errmsg(w->blob));
+        goto out;
+    }
+    __atomic_fetch_add(&t->blob_ops, 1, __ATOMIC_SEQ_CST);
+    rc = 0;
+out:
+    h_txn_leave(c, t);
+    return rc;
+}
+
 static void
 blob_get(struct call *c, const uint8_t *data, size_t len)
 {
@@ -43,11 +122,23 @@ blob_get(struct call *c, const uint8_t *data, size_t len)
         BAD_MESSAGE(c, "GetRequest");
         return;
     }
-    if (h_no_txn(c, req->_transaction_id_case != 0) && check_id(c, req->id)) {
+    if (check_id(c, req->id)) {
         /* leave room for the framing around the data */
         uint64_t max = c->w->cfg->max_message_size;
         size_t limit = max > 64 ? (size_t)(max - 64) : 0;
-        int rc = bfdb_blob_get(s, req->id, limit, &bytes, &blen, &meta, &mlen);
+        int rc;
+        if (req->_transaction_id_case != 0) {
+            struct bfdb_txn_slot *t =
+                h_txn_enter(c, &req->transaction_id, 0);
+            if (t == NULL)
+                goto out;
+            rc = bfdb_txn_blob_read(s, t->num, req->id, limit, &bytes, &blen,
+                                    &meta, &mlen);
+            h_txn_leave(c, t);
+        } else {
+            rc = bfdb_blob_get(s, req->id, limit, &bytes, &blen, &meta,
+                               &mlen);
+        }
         if (rc == BFDB_ENOTFOUND) {
             call_fail(c, GRPC_STATUS_NOT_FOUND, "blob %" PRIu64 " not found",
                       req->id);
@@ -72,6 +163,7 @@ blob_get(struct call *c, const uint8_t *data, size_t len)
             free(meta);
         }
     }
+out:
     buffdb__blob__get_request__free_unpacked(req, NULL);
 }
 
@@ -89,17 +181,24 @@ blob_store(struct call *c, const uint8_t *data, size_t len)
         return;
     }
     has_meta = req->_metadata_case != 0;
-    if (h_no_txn(c, req->_transaction_id_case != 0) &&
-        (!has_meta || h_check_utf8(c, &req->metadata, "metadata"))) {
-        int rc = bfdb_blob_store(
-            s, req->bytes.data, req->bytes.len,
+    if (!has_meta || h_check_utf8(c, &req->metadata, "metadata")) {
+        const char *meta =
             has_meta ? (req->metadata.len ? (const char *)req->metadata.data
                                           : "")
-                     : NULL,
-            has_meta ? req->metadata.len : 0, &id);
-        if (rc != BFDB_OK) {
-            h_store_fail(c, rc, bfdb_store_errmsg(s));
+                     : NULL;
+        size_t mlen = has_meta ? req->metadata.len : 0;
+        int rc = BFDB_OK;
+        if (req->_transaction_id_case != 0) {
+            if (blob_txn_write(c, &req->transaction_id, BFDB_TXN_STORE, &id, 1,
+                               &req->bytes, 1, meta, mlen) != 0)
+                rc = -1;
         } else {
+            rc = bfdb_blob_store(s, req->bytes.data, req->bytes.len, meta,
+                                 mlen, &id);
+            if (rc != BFDB_OK)
+                h_store_fail(c, rc, bfdb_store_errmsg(s));
+        }
+        if (rc == BFDB_OK) {
             Buffdb__Blob__StoreResponse resp =
                 BUFFDB__BLOB__STORE_RESPONSE__INIT;
             resp.id = id;
@@ -123,22 +222,34 @@ blob_update(struct call *c, const uint8_t *data, size_t len)
     int has_data = req->_bytes_case != 0;
     int has_meta = req->_metadata_case != 0;
     int upd_meta = req->should_update_metadata != 0;
-    if (h_no_txn(c, req->_transaction_id_case != 0) && check_id(c, req->id) &&
+    if (check_id(c, req->id) &&
         (!has_meta || !upd_meta ||
          h_check_utf8(c, &req->metadata, "metadata"))) {
         const char *meta = NULL;
         size_t mlen = 0;
+        uint64_t id = req->id;
+        int rc = BFDB_OK;
         if (upd_meta && has_meta) {
             meta = req->metadata.len ? (const char *)req->metadata.data : "";
             mlen = req->metadata.len;
         }
-        int rc = bfdb_blob_update(s, req->id, has_data,
+        if (req->_transaction_id_case != 0) {
+            if (blob_txn_write(c, &req->transaction_id, BFDB_TXN_UPDATE, &id,
+                               has_data, &req->bytes, upd_meta, meta,
+                               mlen) != 0)
+                rc = -1;
+        } else if (blob_lock(c, id) != 0) {
+            rc = -1;
+        } else {
+            rc = bfdb_blob_update(s, id, has_data,
                                   has_data ? req->bytes.data : NULL,
                                   has_data ? req->bytes.len : 0, upd_meta,
                                   meta, mlen, NULL);
-        if (rc != BFDB_OK) {
-            h_store_fail(c, rc, bfdb_store_errmsg(s));
-        } else {
+            blob_unlock(c, id);
+            if (rc != BFDB_OK)
+                h_store_fail(c, rc, bfdb_store_errmsg(s));
+        }
+        if (rc == BFDB_OK) {
             Buffdb__Blob__UpdateResponse resp =
                 BUFFDB__BLOB__UPDATE_RESPONSE__INIT;
             resp.id = req->id;
@@ -159,11 +270,22 @@ blob_delete(struct call *c, const uint8_t *data, size_t len)
         BAD_MESSAGE(c, "DeleteRequest");
         return;
     }
-    if (h_no_txn(c, req->_transaction_id_case != 0) && check_id(c, req->id)) {
-        int rc = bfdb_blob_delete(s, req->id, NULL);
-        if (rc != BFDB_OK) {
-            h_store_fail(c, rc, bfdb_store_errmsg(s));
+    if (check_id(c, req->id)) {
+        uint64_t id = req->id;
+        int rc = BFDB_OK;
+        if (req->_transaction_id_case != 0) {
+            if (blob_txn_write(c, &req->transaction_id, BFDB_TXN_DELETE, &id,
+                               0, NULL, 0, NULL, 0) != 0)
+                rc = -1;
+        } else if (blob_lock(c, id) != 0) {
+            rc = -1;
         } else {
+            rc = bfdb_blob_delete(s, id, NULL);
+            blob_unlock(c, id);
+            if (rc != BFDB_OK)
+                h_store_fail(c, rc, bfdb_store_errmsg(s));
+        }
+        if (rc == BFDB_OK) {
             Buffdb__Blob__DeleteResponse resp =
                 BUFFDB__BLOB__DELETE_RESPONSE__INIT;
             resp.id = req->id;

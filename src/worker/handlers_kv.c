@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,9 +69,21 @@ kv_get(struct call *c, const uint8_t *data, size_t len)
         BAD_MESSAGE(c, "GetRequest");
         return;
     }
-    if (h_no_txn(c, req->_transaction_id_case != 0) &&
-        h_check_utf8(c, &req->key, "key")) {
-        int rc = kv_lookup(c->w, &req->key, &v, &vlen);
+    if (h_check_utf8(c, &req->key, "key")) {
+        struct bfdb_txn_slot *t = NULL;
+        int rc = BFDB_OK, staged = 0;
+        if (req->_transaction_id_case != 0) {
+            t = h_txn_enter(c, &req->transaction_id, 0);
+            if (t == NULL)
+                goto out;
+            /* its own writes first, then what is committed */
+            rc = bfdb_txn_kv_read(c->w->kv, t->num,
+                                  (const char *)req->key.data, req->key.len,
+                                  &staged, &v, &vlen);
+            h_txn_leave(c, t);
+        }
+        if (!staged)
+            rc = kv_lookup(c->w, &req->key, &v, &vlen);
         if (rc == BFDB_ENOTFOUND) {
             call_fail(c, GRPC_STATUS_NOT_FOUND, "key not found: %s",
                       h_printable(&req->key, kbuf, sizeof(kbuf)));
@@ -86,6 +99,7 @@ kv_get(struct call *c, const uint8_t *data, size_t len)
             free(v);
         }
     }
+out:
     buffdb__kv__get_request__free_unpacked(req, NULL);
 }
 
@@ -94,6 +108,40 @@ kv_get(struct call *c, const uint8_t *data, size_t len)
  * write never slips past another's), then the cache's writer protocol
  * around the SQLite commit.  Fails the call and returns -1 on error.
  */
+static int
+kv_write_txn(struct call *c, const ProtobufCBinaryData *txn_id,
+             const ProtobufCBinaryData *key, const ProtobufCBinaryData *val)
+{
+    struct worker *w = c->w;
+    char kbuf[160], what[200];
+    int rc = -1;
+
+    struct bfdb_txn_slot *t = h_txn_enter(c, txn_id, 1);
+    if (t == NULL)
+        return -1;
+    size_t nlen;
+    char small[256];
+    char *name = h_key_name(key, small, sizeof(small), &nlen);
+    snprintf(what, sizeof(what), "key %s",
+             h_printable(key, kbuf, sizeof(kbuf)));
+    if (h_txn_lock(c, t, name, nlen, what) == 0) {
+        int src = bfdb_txn_kv_stage(w->kv, t->num, (const char *)key->data,
+                                    key->len,
+                                    val ? (const char *)val->data : NULL,
+                                    val ? val->len : 0);
+        if (src != BFDB_OK) {
+            h_store_fail(c, src, bfdb_store_errmsg(w->kv));
+        } else {
+            __atomic_fetch_add(&t->kv_ops, 1, __ATOMIC_SEQ_CST);
+            rc = 0;
+        }
+    }
+    if (name != small)
+        free(name);
+    h_txn_leave(c, t);
+    return rc;
+}
+
 static int
 kv_write(struct call *c, const ProtobufCBinaryData *key,
          const ProtobufCBinaryData *val)
@@ -149,10 +197,13 @@ kv_set(struct call *c, const uint8_t *data, size_t len)
         BAD_MESSAGE(c, "SetRequest");
         return;
     }
-    if (h_no_txn(c, req->_transaction_id_case != 0) &&
-        h_check_utf8(c, &req->key, "key") &&
+    if (h_check_utf8(c, &req->key, "key") &&
         h_check_utf8(c, &req->value, "value")) {
-        if (kv_write(c, &req->key, &req->value) == 0) {
+        int rc = req->_transaction_id_case != 0
+                     ? kv_write_txn(c, &req->transaction_id, &req->key,
+                                    &req->value)
+                     : kv_write(c, &req->key, &req->value);
+        if (rc == 0) {
             Buffdb__Kv__SetResponse resp = BUFFDB__KV__SET_RESPONSE__INIT;
             resp.key = req->key;
             call_reply(c, &resp.base);
@@ -171,9 +222,11 @@ kv_delete(struct call *c, const uint8_t *data, size_t len)
         BAD_MESSAGE(c, "DeleteRequest");
         return;
     }
-    if (h_no_txn(c, req->_transaction_id_case != 0) &&
-        h_check_utf8(c, &req->key, "key")) {
-        if (kv_write(c, &req->key, NULL) == 0) {
+    if (h_check_utf8(c, &req->key, "key")) {
+        int rc = req->_transaction_id_case != 0
+                     ? kv_write_txn(c, &req->transaction_id, &req->key, NULL)
+                     : kv_write(c, &req->key, NULL);
+        if (rc == 0) {
             Buffdb__Kv__DeleteResponse resp =
                 BUFFDB__KV__DELETE_RESPONSE__INIT;
             resp.key = req->key;

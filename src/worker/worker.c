@@ -44,7 +44,8 @@ const struct bfdb_method *const worker_methods[] = {
     &bfdb_method_blob_store,    &bfdb_method_blob_update,
     &bfdb_method_blob_delete,   &bfdb_method_blob_eq_data,
     &bfdb_method_blob_not_eq_data, &bfdb_method_query_query,
-    &bfdb_method_query_execute,
+    &bfdb_method_query_execute, &bfdb_method_kv_begin,
+    &bfdb_method_kv_commit,     &bfdb_method_kv_rollback,
 };
 const int worker_nmethods =
     (int)(sizeof(worker_methods) / sizeof(worker_methods[0]));
@@ -226,10 +227,17 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
     close(status_fd);
     log_info("listening on %s", cfg->listen);
 
-    /* 6 */
+    /* 6: serve; about once a second, even when busy, settle transactions
+     * the master aborted and commits whose worker died */
+    gpr_timespec tick = gpr_time_from_millis(1000, GPR_TIMESPAN);
+    gpr_timespec next = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), tick);
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(
-            w.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev = grpc_completion_queue_next(w.cq, next, NULL);
+        if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), next) >= 0) {
+            if (!__atomic_load_n(&w.shutting_down, __ATOMIC_SEQ_CST))
+                h_txn_housekeeping(&w);
+            next = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), tick);
+        }
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)

@@ -1624,7 +1624,7 @@ Test(query, statements_that_break_a_blob_store_are_eperm)
         "INSERT INTO buffdb_blob_part VALUES (1, 0, x'00')",
         "UPDATE buffdb_meta SET value = 0 WHERE name = 'blob_id_floor'",
         "DROP TRIGGER buffdb_blob_deleted",
-        "DROP TRIGGER buffdb_blob_inserted",
+        "DROP TRIGGER buffdb_blob_inserted_v2",
         "CREATE TRIGGER t AFTER DELETE ON blob BEGIN SELECT 1; END",
         "VACUUM",
     };

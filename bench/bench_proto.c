@@ -1,0 +1,345 @@
+/*
+ * bench_proto.c - requests and responses of buffdb-bench, per target
+ *
+ * buffdb: Kv.Get/Set/Delete, Blob.Store/Get and Query.Query with the
+ * protobuf-c code of proto/ (libbuffdb_proto.a).  etcd: KV.Range and
+ * KV.Put with bench/etcd_kv.proto.  null: /bench.Null/Echo, whose
+ * messages are raw bytes (the echo server never decodes them).
+ *
+ * Query.Query answers a statement with one QueryResult per row and no end
+ * marker, so on a stream carrying several statements a client can tell
+ * the answers apart only if each yields exactly one row.  A streamed
+ * query therefore asks SELECT (SELECT value FROM kv WHERE key = '...'),
+ * one row whose value is NULL when the key is missing; a query in a call
+ * of its own (--pipeline 1) asks SELECT value FROM kv WHERE key = '...'
+ * and reads zero or one row.
+ *
+ * Responses are decoded (a real client pays that too) and judged: BR_OK,
+ * BR_MISS (no such key: an empty etcd Range, a NULL query row) or BR_BAD
+ * (undecodable, or the wrong length when ctx->check_len).
+ */
+#include "config.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+#include "blob.pb-c.h"
+#include "etcd_kv.pb-c.h"
+#include "kv.pb-c.h"
+#include "query.pb-c.h"
+
+static const char *const buffdb_methods[BO_N] = {
+    [BO_GET] = "/buffdb.kv.Kv/Get",
+    [BO_SET] = "/buffdb.kv.Kv/Set",
+    [BO_DELETE] = "/buffdb.kv.Kv/Delete",
+    [BO_BLOB_STORE] = "/buffdb.blob.Blob/Store",
+    [BO_BLOB_GET] = "/buffdb.blob.Blob/Get",
+    [BO_QUERY] = "/buffdb.query.Query/Query",
+};
+
+static const char *const etcd_methods[BO_N] = {
+    [BO_GET] = "/etcdserverpb.KV/Range",
+    [BO_SET] = "/etcdserverpb.KV/Put",
+};
+
+static const char *const null_methods[BO_N] = {
+    [BO_ECHO] = "/bench.Null/Echo",
+};
+
+static const char *const op_names[BO_N] = {
+    [BO_GET] = "get", [BO_SET] = "set", [BO_DELETE] = "delete",
+    [BO_BLOB_STORE] = "blob-store", [BO_BLOB_GET] = "blob-get",
+    [BO_QUERY] = "query", [BO_ECHO] = "echo",
+};
+
+static const char *const status_names[BENCH_NCODES] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+};
+
+const char *
+bench_method(int target, int op)
+{
+    if (op < 0 || op >= BO_N)
+        return NULL;
+    switch (target) {
+    case BT_BUFFDB: return buffdb_methods[op];
+    case BT_ETCD: return etcd_methods[op];
+    case BT_NULL: return null_methods[op];
+    default: return NULL;
+    }
+}
+
+const char *
+bench_op_name(int op)
+{
+    return op >= 0 && op < BO_N ? op_names[op] : "?";
+}
+
+const char *
+bench_status_name(int code)
+{
+    return code >= 0 && code < BENCH_NCODES ? status_names[code] : "UNKNOWN";
+}
+
+size_t
+bench_key_format(uint64_t k, char *buf)
+{
+    int n = snprintf(buf, 32, "key%010llu", (unsigned long long)k);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* pack - m into a fresh byte buffer */
+static grpc_byte_buffer *
+pack(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(n);
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+static grpc_byte_buffer *
+encode_buffdb(const struct bench_ctx *ctx, int op, uint64_t key, int streamed)
+{
+    char kb[32];
+    ProtobufCBinaryData k = {bench_key_format(key, kb), (uint8_t *)kb};
+    ProtobufCBinaryData v = {ctx->o->value_size, (uint8_t *)ctx->value};
+
+    switch (op) {
+    case BO_GET: {
+        Buffdb__Kv__GetRequest r = BUFFDB__KV__GET_REQUEST__INIT;
+        r.key = k;
+        return pack(&r.base);
+    }
+    case BO_SET: {
+        Buffdb__Kv__SetRequest r = BUFFDB__KV__SET_REQUEST__INIT;
+        r.key = k;
+        r.value = v;
+        return pack(&r.base);
+    }
+    case BO_DELETE: {
+        Buffdb__Kv__DeleteRequest r = BUFFDB__KV__DELETE_REQUEST__INIT;
+        r.key = k;
+        return pack(&r.base);
+    }
+    case BO_BLOB_STORE: {
+        Buffdb__Blob__StoreRequest r = BUFFDB__BLOB__STORE_REQUEST__INIT;
+        r.bytes = v;
+        return pack(&r.base);
+    }
+    case BO_BLOB_GET: {
+        Buffdb__Blob__GetRequest r = BUFFDB__BLOB__GET_REQUEST__INIT;
+        r.id = ctx->blob_ids && ctx->blob_ids[key] ? ctx->blob_ids[key]
+                                                     : key + 1;
+        return pack(&r.base);
+    }
+    case BO_QUERY: {
+        char sql[128];
+        int n = snprintf(sql, sizeof(sql),
+                         streamed ? "SELECT (SELECT value FROM kv WHERE key = "
+                                    "'%s')"
+                                  : "SELECT value FROM kv WHERE key = '%s'",
+                         kb);
+        Buffdb__Query__RawQuery r = BUFFDB__QUERY__RAW_QUERY__INIT;
+        r.query.data = (uint8_t *)sql;
+        r.query.len = n > 0 ? (size_t)n : 0;
+        r.target = BUFFDB__QUERY__TARGET_STORE__KV;
+        return pack(&r.base);
+    }
+    default:
+        return NULL;
+    }
+}
+
+static grpc_byte_buffer *
+encode_etcd(const struct bench_ctx *ctx, int op, uint64_t key)
+{
+    char kb[32];
+    ProtobufCBinaryData k = {bench_key_format(key, kb), (uint8_t *)kb};
+
+    if (op == BO_GET) {
+        Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
+        r.key = k;
+        r.serializable = ctx->o->etcd_serializable ? 1 : 0;
+        return pack(&r.base);
+    }
+    if (op == BO_SET) {
+        Etcdserverpb__PutRequest r = ETCDSERVERPB__PUT_REQUEST__INIT;
+        r.key = k;
+        r.value.data = (uint8_t *)ctx->value;
+        r.value.len = ctx->o->value_size;
+        return pack(&r.base);
+    }
+    return NULL;
+}
+
+grpc_byte_buffer *
+bench_encode(const struct bench_ctx *ctx, int op, uint64_t key, int streamed)
+{
+    switch (ctx->o->target) {
+    case BT_BUFFDB:
+        return encode_buffdb(ctx, op, key, streamed);
+    case BT_ETCD:
+        return encode_etcd(ctx, op, key);
+    case BT_NULL: {
+        grpc_slice s = grpc_slice_from_copied_buffer(
+            (const char *)ctx->value, ctx->o->value_size);
+        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        return bb;
+    }
+    default:
+        return NULL;
+    }
+}
+
+/* len_ok - a value of n bytes is what was expected */
+static int
+len_ok(const struct bench_ctx *ctx, size_t n)
+{
+    return !ctx->check_len || n == ctx->o->value_size;
+}
+
+#define NULL_VALUE_URL "type.googleapis.com/google.protobuf.Value"
+
+static int
+check_buffdb(const struct bench_ctx *ctx, int op, const uint8_t *p, size_t n,
+             uint64_t *id)
+{
+    int r = BR_BAD;
+
+    switch (op) {
+    case BO_GET: {
+        Buffdb__Kv__GetResponse *m =
+            buffdb__kv__get_response__unpack(NULL, n, p);
+        if (m) {
+            r = len_ok(ctx, m->value.len) ? BR_OK : BR_BAD;
+            buffdb__kv__get_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_SET: {
+        Buffdb__Kv__SetResponse *m =
+            buffdb__kv__set_response__unpack(NULL, n, p);
+        if (m) {
+            r = m->key.len > 0 ? BR_OK : BR_BAD;
+            buffdb__kv__set_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_DELETE: {
+        Buffdb__Kv__DeleteResponse *m =
+            buffdb__kv__delete_response__unpack(NULL, n, p);
+        if (m) {
+            r = m->key.len > 0 ? BR_OK : BR_BAD;
+            buffdb__kv__delete_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_BLOB_STORE: {
+        Buffdb__Blob__StoreResponse *m =
+            buffdb__blob__store_response__unpack(NULL, n, p);
+        if (m) {
+            r = m->id > 0 ? BR_OK : BR_BAD;
+            *id = m->id;
+            buffdb__blob__store_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_BLOB_GET: {
+        Buffdb__Blob__GetResponse *m =
+            buffdb__blob__get_response__unpack(NULL, n, p);
+        if (m) {
+            r = len_ok(ctx, m->bytes.len) ? BR_OK : BR_BAD;
+            buffdb__blob__get_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_QUERY: {
+        Buffdb__Query__QueryResult *m =
+            buffdb__query__query_result__unpack(NULL, n, p);
+        if (m) {
+            if (m->n_fields != 1)
+                r = BR_BAD;
+            else if (m->fields[0]->type_url.len == strlen(NULL_VALUE_URL) &&
+                     memcmp(m->fields[0]->type_url.data, NULL_VALUE_URL,
+                            strlen(NULL_VALUE_URL)) == 0)
+                r = BR_MISS;
+            else
+                r = BR_OK;
+            buffdb__query__query_result__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return r;
+}
+
+static int
+check_etcd(const struct bench_ctx *ctx, int op, const uint8_t *p, size_t n)
+{
+    int r = BR_BAD;
+
+    if (op == BO_GET) {
+        Etcdserverpb__RangeResponse *m =
+            etcdserverpb__range_response__unpack(NULL, n, p);
+        if (m) {
+            if (m->n_kvs == 0)
+                r = BR_MISS;
+            else
+                r = len_ok(ctx, m->kvs[0]->value.len) ? BR_OK : BR_BAD;
+            etcdserverpb__range_response__free_unpacked(m, NULL);
+        }
+    } else if (op == BO_SET) {
+        Etcdserverpb__PutResponse *m =
+            etcdserverpb__put_response__unpack(NULL, n, p);
+        if (m) {
+            r = BR_OK;
+            etcdserverpb__put_response__free_unpacked(m, NULL);
+        }
+    }
+    return r;
+}
+
+int
+bench_check(const struct bench_ctx *ctx, int op, grpc_byte_buffer *bb,
+            uint64_t *id)
+{
+    grpc_byte_buffer_reader rd;
+    grpc_slice s;
+    int r;
+
+    if (ctx->o->target == BT_NULL) /* the echo: only its length matters */
+        return grpc_byte_buffer_length(bb) == ctx->o->value_size ? BR_OK
+                                                                 : BR_BAD;
+    if (!grpc_byte_buffer_reader_init(&rd, bb))
+        return BR_BAD;
+    s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    const uint8_t *p = GRPC_SLICE_START_PTR(s);
+    size_t n = GRPC_SLICE_LENGTH(s);
+    switch (ctx->o->target) {
+    case BT_BUFFDB:
+        r = check_buffdb(ctx, op, p, n, id);
+        break;
+    case BT_ETCD:
+        r = check_etcd(ctx, op, p, n);
+        break;
+    default:
+        r = BR_BAD;
+        break;
+    }
+    grpc_slice_unref(s);
+    return r;
+}
