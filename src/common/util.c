@@ -4,10 +4,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -168,4 +170,37 @@ bfdb_utf8_valid(const void *p, size_t n)
         s += len;
     }
     return 1;
+}
+
+void
+bfdb_inject(const char *point)
+{
+    static const char *spec;
+    static int read_env;
+    size_t n = strlen(point);
+
+    if (!read_env) {
+        spec = getenv("BUFFDB_INJECT");
+        read_env = 1;
+    }
+    if (spec == NULL)
+        return;
+    for (const char *p = spec; (p = strstr(p, point)) != NULL; p += n) {
+        if ((p != spec && p[-1] != ',') || p[n] != ':')
+            continue;
+        long ms = strtol(p + n + 1, NULL, 10);
+        /* $BUFFDB_INJECT_ONCE: fire only in the first process to create
+         * that file (a replacement worker must not stall again) */
+        const char *once = getenv("BUFFDB_INJECT_ONCE");
+        if (once != NULL && *once != '\0') {
+            int fd = open(once, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd < 0)
+                return;
+            close(fd);
+        }
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        return;
+    }
 }

@@ -35,4 +35,14 @@ int bfdb_write_full(int fd, const void *buf, size_t n);
  * surrogates, nothing above U+10FFFF); NUL bytes are valid */
 int bfdb_utf8_valid(const void *p, size_t n);
 
+/*
+ * bfdb_inject - a fault-injection point for tests: if $BUFFDB_INJECT names
+ * this point ("point:ms[,point:ms...]"), sleep that long here, so a test
+ * can kill the process at a known step (holding a lock, between the two
+ * stores of a commit).  With $BUFFDB_INJECT_ONCE set to a path, only the
+ * first process to create that file stalls.  Costs a string compare per call otherwise; never
+ * set in production.
+ */
+void bfdb_inject(const char *point);
+
 #endif /* BFDB_COMMON_UTIL_H */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/cmp.h"
+#include "common/util.h"
 #include "kv.pb-c.h"
 #include "worker/handlers.h"
 #include "worker/worker.h"
@@ -166,6 +167,7 @@ kv_write(struct call *c, const ProtobufCBinaryData *key,
                   "the lock table is full (lock_table_size): try again");
         return -1;
     }
+    bfdb_inject("kv-write-locked");
     if (bfdb_cache_write_begin(w->cache, key->data, key->len, &cw) != 0) {
         h_key_unlock(c, key);
         call_fail(c, GRPC_STATUS_UNAVAILABLE, "the key cache is not "

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "kv.pb-c.h"
 #include "worker/handlers.h"
 #include "worker/worker.h"
@@ -304,6 +305,7 @@ commit_request(struct call *c, const uint8_t *data, size_t len)
         }
         prepared = 1;
     }
+    bfdb_inject("txn-commit-prepared");
     /* 2: the commit point */
     if (nkv > 0 || prepared) {
         if (nkv > 0)
@@ -326,6 +328,7 @@ commit_request(struct call *c, const uint8_t *data, size_t len)
             goto out;
         }
     }
+    bfdb_inject("txn-commit-done");
     /* 3: past the commit point, only tidying up */
     if (prepared && bfdb_txn_blob_finish(w->blob, w->kv, s->num) != BFDB_OK)
         log_warn("transaction %s committed, but its undo images stay until "
