@@ -378,10 +378,14 @@ reap(void)
         bfdb_shm_reap(&m.shm, pid);
         if (m.cfg.cache_size > 0 && (sig || code != 0))
             bfdb_cache_reader_check(m.shm_dir);
-        /* its open transactions are rolled back (a worker settles their
-         * staged writes), its commit in flight recovered */
+        /* a crash rolls back the transactions it began or was running (a
+         * worker settles their staged writes) and its commit in flight is
+         * recovered; a clean exit (reload, stop) leaves them to others:
+         * their state is all in shared memory and the files */
         uint64_t nums[64];
-        int nt = bfdb_txntab_worker_died(m.shm.txntab, pid, nums, 64);
+        int nt = sig || code != 0
+                     ? bfdb_txntab_worker_died(m.shm.txntab, pid, nums, 64)
+                     : 0;
         for (int k = 0; k < nt; k++)
             bfdb_locktab_release_txn_nb(m.shm.locktab, nums[k]);
         if (nt > 0)

@@ -102,8 +102,9 @@ void gc_result_free(struct gc_result *res);
  * A stream driven step by step, for calls kept open across events (a
  * signal to the server, say).  gc_stream_send and gc_stream_recv wait for
  * their operation; gc_stream_finish half-closes (unless already done),
- * reads the remaining responses into res and waits for the status, then
- * frees the stream.  gc_stream_cancel cancels and frees it.
+ * reads the remaining responses into res (zeroed by the caller) and waits
+ * for the status, then frees the stream.  gc_stream_cancel cancels and
+ * frees it.  A stream's deadline is deadline_ms from gc_stream_start.
  */
 struct gc_stream *gc_stream_start(struct gc_conn *c, const char *method,
                                   int deadline_ms);
