@@ -303,7 +303,15 @@ main(int argc, char **argv)
 
     grpc_init();
     cq = grpc_completion_queue_create_for_next(NULL);
-    server = grpc_server_create(NULL, NULL);
+    /* no SO_REUSEPORT (gRPC's default): a port already in use, by buffdb
+     * say, must fail here rather than be shared silently */
+    grpc_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.type = GRPC_ARG_INTEGER;
+    arg.key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    arg.value.integer = 0;
+    grpc_channel_args args = {1, &arg};
+    server = grpc_server_create(&args, NULL);
     grpc_server_register_completion_queue(server, cq, NULL);
     echo_handle = grpc_server_register_method(server, ECHO_METHOD, NULL,
                                               GRPC_SRM_PAYLOAD_NONE, 0);
