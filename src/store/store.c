@@ -488,6 +488,13 @@ store_set_pragmas(bfdb_store *s, const struct bfdb_store_opts *o)
                       NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return store_fail(s, rc, "could not set the synchronous mode");
+    /* a WAL that grew under steady writes (checkpoints cannot reset it
+     * while readers hold old snapshots) is cut back to this size once a
+     * checkpoint completes */
+    rc = sqlite3_exec(s->db, "PRAGMA journal_size_limit=67108864", NULL, NULL,
+                      NULL);
+    if (rc != SQLITE_OK)
+        return store_fail(s, rc, "could not set journal_size_limit");
     /* the default recursive_triggers of Debian's build is not wanted */
     rc = sqlite3_exec(s->db, "PRAGMA recursive_triggers=OFF", NULL, NULL,
                       NULL);

@@ -6,9 +6,9 @@
  * column: Int64Value, DoubleValue, StringValue or BytesValue for the four
  * SQLite types, and google.protobuf.Value{null_value} for NULL.  Rows are
  * produced as the client reads them (the call's pump), from a SQLite
- * connection of the call's own: a statement left open on the worker's
- * shared connection would hold its transaction open and delay other
- * calls' commits.  Execute runs each statement to completion on the
+ * connection of the call's own (taken from a small per-worker pool): a
+ * statement left open on the worker's shared connection would hold its
+ * transaction open and delay other calls' commits.  Execute runs each statement to completion on the
  * worker's connection and answers RowsChanged.
  */
 #include "config.h"
@@ -87,6 +87,12 @@ query_conn(struct call *c, struct query_state *st, int target)
 
     if (st->conn[target] != NULL)
         return st->conn[target];
+    struct worker *w = c->w;
+    if (w->qpool_n[target] > 0) {
+        st->conn[target] = w->qpool[target][--w->qpool_n[target]];
+        bfdb_store_set_interrupt(st->conn[target], call_expired, c);
+        return st->conn[target];
+    }
     o.sync = cfg->sync;
     o.busy_timeout_ms = cfg->busy_timeout_ms;
     o.no_create = 1;
@@ -249,8 +255,18 @@ query_cleanup(struct call *c)
     if (st == NULL)
         return;
     query_close(c, st);
-    bfdb_store_close(st->conn[0]);
-    bfdb_store_close(st->conn[1]);
+    /* keep a few connections for the next calls: opening one costs more
+     * than a short query */
+    for (int t = 0; t < 2; t++) {
+        bfdb_store *conn = st->conn[t];
+        if (conn == NULL)
+            continue;
+        bfdb_store_set_interrupt(conn, NULL, NULL);
+        if (c->w->qpool_n[t] < 4)
+            c->w->qpool[t][c->w->qpool_n[t]++] = conn;
+        else
+            bfdb_store_close(conn);
+    }
     free(st);
     c->state = NULL;
 }

@@ -265,6 +265,9 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
     bfdb_store_close(w.kv);
     bfdb_store_close(w.blob);
     bfdb_cache_close(w.cache);
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < w.qpool_n[t]; k++)
+            bfdb_store_close(w.qpool[t][k]);
     log_info("stopped");
     exit(0);
 }

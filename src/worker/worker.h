@@ -44,6 +44,8 @@ struct worker {
     bfdb_store *blob;
     bfdb_shm *shm;               /* inherited from the master */
     bfdb_cache *cache;           /* NULL when cache_size is 0 */
+    bfdb_store *qpool[2][4];     /* idle Query connections, by target */
+    int qpool_n[2];
     pid_t pid;
     grpc_server *server;
     grpc_completion_queue *cq;
