@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../helpers/grpc_client.h"
@@ -2375,4 +2378,76 @@ Test(server, sighup_with_a_broken_config_keeps_the_running_workers)
     kv_expect(c, "during", "1");
     gc_close(c);
     ts_stop_ok(s);
+}
+
+/* ---- systemd notification --------------------------------------------- */
+
+/* notify_recv - the next datagram on fd within ms, NUL-terminated in buf;
+ * 0 if one came */
+static int
+notify_recv(int fd, char *buf, size_t cap, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t n = recv(fd, buf, cap - 1, 0);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+/* notify_wait - receive datagrams until one contains want (bounded) */
+static int
+notify_wait(int fd, const char *want, int ms)
+{
+    char buf[512];
+    long until = ts_now_ms() + ms;
+
+    while (ts_now_ms() < until) {
+        if (notify_recv(fd, buf, sizeof(buf), 200) == 0 &&
+            strstr(buf, want) != NULL)
+            return 0;
+    }
+    return -1;
+}
+
+Test(server, systemd_is_told_ready_reloading_and_stopping)
+{
+    char *dir = th_tmpdir();
+    char *path = th_path(dir, "notify.sock");
+    struct sockaddr_un un;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    cr_assert(fd >= 0);
+    memset(&un, 0, sizeof(un));
+    un.sun_family = AF_UNIX;
+    snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&un, sizeof(un)), 0, "bind %s",
+                 path);
+    /* Criterion runs each test in its own process: the variable stays
+     * with this test and the server it starts */
+    setenv("NOTIFY_SOCKET", path, 1);
+
+    struct ts_opts o = {.workers = 2};
+    struct ts_server *s = ts_start(&o);
+    cr_assert_eq(notify_wait(fd, "READY=1", 10000), 0,
+                 "no READY=1 once the workers listen");
+
+    cr_assert_eq(ts_signal(s, SIGHUP), 0);
+    cr_assert_eq(notify_wait(fd, "RELOADING=1", 10000), 0,
+                 "no RELOADING=1 on SIGHUP");
+    cr_assert_eq(notify_wait(fd, "READY=1", 20000), 0,
+                 "no READY=1 after the reload");
+
+    cr_assert_eq(ts_signal(s, SIGTERM), 0);
+    cr_assert_eq(notify_wait(fd, "STOPPING=1", 10000), 0,
+                 "no STOPPING=1 on SIGTERM");
+    cr_assert_eq(ts_wait_exit(s, TS_STOP_TIMEOUT_MS), 1, "did not exit");
+    cr_assert_eq(s->status, 0);
+    ts_assert_log_clean(s);
+    unsetenv("NOTIFY_SOCKET");
+    close(fd);
+    th_rmrf(dir);
+    free(path);
+    free(dir);
 }
