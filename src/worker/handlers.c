@@ -97,32 +97,35 @@ h_key_name(const ProtobufCBinaryData *key, char *small, size_t cap,
 }
 
 int
-h_key_lock(struct call *c, const ProtobufCBinaryData *key, pid_t *holder,
-           uint64_t *holder_txn)
+h_lock(struct call *c, struct bfdb_txn_slot *t, const void *name,
+       size_t len, const char *what)
 {
-    char small[256];
-    size_t len;
-    char *n = h_key_name(key, small, sizeof(small), &len);
     struct worker *w = c->w;
+    pid_t holder = 0;
+    uint64_t htxn = 0;
 
-    int rc = bfdb_locktab_acquire(w->shm->locktab, n, len, w->pid, 0,
-                                  w->cfg->lock_wait_ms, holder, holder_txn);
-    if (n != small)
-        free(n);
-    return rc;
+    int rc = bfdb_locktab_acquire(w->shm->locktab, name, len, w->pid,
+                                  t ? t->num : 0, w->cfg->lock_wait_ms,
+                                  &holder, &htxn);
+    if (rc == BFDB_EBUSY) {
+        call_fail(c, GRPC_STATUS_ABORTED,
+                  "%s is locked by another writer (process %ld%s) beyond "
+                  "lock_wait", what, (long)holder,
+                  htxn ? ", in a transaction" : "");
+        return -1;
+    }
+    if (rc != BFDB_OK) {
+        call_fail(c, GRPC_STATUS_UNAVAILABLE,
+                  "the lock table is full (lock_table_size): try again");
+        return -1;
+    }
+    return 0;
 }
 
 void
-h_key_unlock(struct call *c, const ProtobufCBinaryData *key)
+h_unlock(struct call *c, const void *name, size_t len)
 {
-    char small[256];
-    size_t len;
-    char *n = h_key_name(key, small, sizeof(small), &len);
-    struct worker *w = c->w;
-
-    bfdb_locktab_release(w->shm->locktab, n, len, w->pid, 0);
-    if (n != small)
-        free(n);
+    bfdb_locktab_release(c->w->shm->locktab, name, len, c->w->pid, 0);
 }
 
 void

@@ -42,12 +42,14 @@ char *h_key_name(const ProtobufCBinaryData *key, char *small, size_t cap,
 /* h_blob_name - the lock name of a blob ('b' + 8-byte id), 9 bytes */
 void h_blob_name(uint64_t id, char out[9]);
 
-/* h_key_lock / h_key_unlock - the lock-table lock of a kv key, for this
- * worker (txn 0), waiting up to lock_wait.  Returns 0, BFDB_EBUSY (with
- * the holder) or BFDB_EFULL. */
-int h_key_lock(struct call *c, const ProtobufCBinaryData *key, pid_t *holder,
-               uint64_t *holder_txn);
-void h_key_unlock(struct call *c, const ProtobufCBinaryData *key);
+/* h_lock - take the lock-table lock name for transaction t (NULL: for
+ * this worker, one operation), waiting up to lock_wait; 0, or -1 after
+ * failing the call (ABORTED naming `what`, or UNAVAILABLE if the table is
+ * full).  h_unlock releases an operation lock (a transaction's locks go
+ * when it ends). */
+int h_lock(struct call *c, struct bfdb_txn_slot *t, const void *name,
+           size_t len, const char *what);
+void h_unlock(struct call *c, const void *name, size_t len);
 
 /* Eq/NotEq/EqData/NotEqData share these: c->state is a struct bfdb_cmp.
  * h_cmp_reply sends the BoolValue and ends the call; h_cmp_end answers
@@ -64,11 +66,6 @@ void h_cmp_cleanup(struct call *c);
 struct bfdb_txn_slot *h_txn_enter(struct call *c,
                                   const ProtobufCBinaryData *id, int write);
 void h_txn_leave(struct call *c, struct bfdb_txn_slot *s);
-
-/* h_txn_lock - take a lock for the transaction (ABORTED after lock_wait);
- * 0, or -1 after failing the call.  what names it in the message. */
-int h_txn_lock(struct call *c, struct bfdb_txn_slot *s, const void *name,
-               size_t len, const char *what);
 
 /* h_txn_housekeeping - settle transactions the master aborted and finish
  * commits whose worker died; called about once a second */

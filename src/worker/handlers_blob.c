@@ -35,26 +35,11 @@ check_id(struct call *c, uint64_t id)
 static int
 blob_lock(struct call *c, uint64_t id)
 {
-    struct worker *w = c->w;
-    char name[9];
-    pid_t holder = 0;
-    uint64_t htxn = 0;
+    char name[9], what[64];
 
     h_blob_name(id, name);
-    int rc = bfdb_locktab_acquire(w->shm->locktab, name, sizeof(name), w->pid,
-                                  0, w->cfg->lock_wait_ms, &holder, &htxn);
-    if (rc == BFDB_EBUSY) {
-        call_fail(c, GRPC_STATUS_ABORTED, "blob %" PRIu64 " is locked by "
-                  "another %s beyond lock_wait", id,
-                  htxn ? "transaction" : "writer");
-        return -1;
-    }
-    if (rc != BFDB_OK) {
-        call_fail(c, GRPC_STATUS_UNAVAILABLE,
-                  "the lock table is full (lock_table_size): try again");
-        return -1;
-    }
-    return 0;
+    snprintf(what, sizeof(what), "blob %" PRIu64, id);
+    return h_lock(c, NULL, name, sizeof(name), what);
 }
 
 static void
@@ -63,8 +48,7 @@ blob_unlock(struct call *c, uint64_t id)
     char name[9];
 
     h_blob_name(id, name);
-    bfdb_locktab_release(c->w->shm->locktab, name, sizeof(name), c->w->pid,
-                         0);
+    h_unlock(c, name, sizeof(name));
 }
 
 /* blob_txn_write - stage op on blob id in the transaction the request
@@ -91,7 +75,7 @@ blob_txn_write(struct call *c, const ProtobufCBinaryData *txn_id, int op,
     }
     h_blob_name(*id, name);
     snprintf(what, sizeof(what), "blob %" PRIu64, *id);
-    if (h_txn_lock(c, t, name, sizeof(name), what) != 0)
+    if (h_lock(c, t, name, sizeof(name), what) != 0)
         goto out;
     int src = bfdb_txn_blob_stage(w->blob, t->num, op, *id, has_data,
                                   has_data ? data->data : NULL,

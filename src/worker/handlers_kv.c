@@ -125,7 +125,7 @@ kv_write_txn(struct call *c, const ProtobufCBinaryData *txn_id,
     char *name = h_key_name(key, small, sizeof(small), &nlen);
     snprintf(what, sizeof(what), "key %s",
              h_printable(key, kbuf, sizeof(kbuf)));
-    if (h_txn_lock(c, t, name, nlen, what) == 0) {
+    if (h_lock(c, t, name, nlen, what) == 0) {
         int src = bfdb_txn_kv_stage(w->kv, t->num, (const char *)key->data,
                                     key->len,
                                     val ? (const char *)val->data : NULL,
@@ -149,44 +149,39 @@ kv_write(struct call *c, const ProtobufCBinaryData *key,
 {
     struct worker *w = c->w;
     struct bfdb_cache_write cw;
-    char kbuf[160];
-    pid_t holder = 0;
-    uint64_t htxn = 0;
-    int rc;
+    char kbuf[160], what[200], small[256];
+    size_t nlen;
+    int rc = -1;
 
-    rc = h_key_lock(c, key, &holder, &htxn);
-    if (rc == BFDB_EBUSY) {
-        call_fail(c, GRPC_STATUS_ABORTED,
-                  "key %s is locked by another writer (process %ld%s) "
-                  "beyond lock_wait", h_printable(key, kbuf, sizeof(kbuf)),
-                  (long)holder, htxn ? ", in a transaction" : "");
-        return -1;
-    }
-    if (rc != BFDB_OK) {
-        call_fail(c, GRPC_STATUS_UNAVAILABLE,
-                  "the lock table is full (lock_table_size): try again");
-        return -1;
-    }
+    char *name = h_key_name(key, small, sizeof(small), &nlen);
+    snprintf(what, sizeof(what), "key %s",
+             h_printable(key, kbuf, sizeof(kbuf)));
+    if (h_lock(c, NULL, name, nlen, what) != 0)
+        goto out;
     bfdb_inject("kv-write-locked");
     if (bfdb_cache_write_begin(w->cache, key->data, key->len, &cw) != 0) {
-        h_key_unlock(c, key);
         call_fail(c, GRPC_STATUS_UNAVAILABLE, "the key cache is not "
                   "writable: write refused so no stale entry can stay");
-        return -1;
+        goto unlock;
     }
+    int src;
     if (val != NULL)
-        rc = bfdb_kv_set(w->kv, (const char *)key->data, key->len,
-                         (const char *)val->data, val->len);
+        src = bfdb_kv_set(w->kv, (const char *)key->data, key->len,
+                          (const char *)val->data, val->len);
     else
-        rc = bfdb_kv_delete(w->kv, (const char *)key->data, key->len, NULL);
-    bfdb_cache_write_end(w->cache, key->data, key->len, &cw, rc == BFDB_OK,
+        src = bfdb_kv_delete(w->kv, (const char *)key->data, key->len, NULL);
+    bfdb_cache_write_end(w->cache, key->data, key->len, &cw, src == BFDB_OK,
                          val ? val->data : NULL, val ? val->len : 0);
-    h_key_unlock(c, key);
-    if (rc != BFDB_OK) {
-        h_store_fail(c, rc, bfdb_store_errmsg(w->kv));
-        return -1;
-    }
-    return 0;
+    if (src != BFDB_OK)
+        h_store_fail(c, src, bfdb_store_errmsg(w->kv));
+    else
+        rc = 0;
+unlock:
+    h_unlock(c, name, nlen);
+out:
+    if (name != small)
+        free(name);
+    return rc;
 }
 
 static void

@@ -120,30 +120,6 @@ h_txn_leave(struct call *c, struct bfdb_txn_slot *s)
     bfdb_txntab_leave(s, c->w->pid);
 }
 
-int
-h_txn_lock(struct call *c, struct bfdb_txn_slot *s, const void *name,
-           size_t len, const char *what)
-{
-    struct worker *w = c->w;
-    pid_t holder = 0;
-    uint64_t htxn = 0;
-
-    int rc = bfdb_locktab_acquire(w->shm->locktab, name, len, w->pid, s->num,
-                                  w->cfg->lock_wait_ms, &holder, &htxn);
-    if (rc == BFDB_EBUSY) {
-        call_fail(c, GRPC_STATUS_ABORTED, "%s is locked by another %s "
-                  "beyond lock_wait", what,
-                  htxn ? "transaction" : "writer");
-        return -1;
-    }
-    if (rc != BFDB_OK) {
-        call_fail(c, GRPC_STATUS_UNAVAILABLE,
-                  "the lock table is full (lock_table_size): try again");
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- the RPCs -------------------------------------------------------------- */
 
 #define BAD_MESSAGE(c, type)                                                   \
