@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,7 +29,10 @@ cli_coord_begin(struct cli_coord *cc, const char *kv_path, const char *dir)
 
     memset(cc, 0, sizeof(*cc));
     cc->lockfd = -1;
-    bfdb_shm_dir(path, sizeof(path), dir, kv_path);
+    if (dir != NULL)
+        snprintf(path, sizeof(path), "%s", dir);
+    else
+        bfdb_shm_find_dir(path, sizeof(path), kv_path);
     if (stat(path, &sb) != 0 && errno == ENOENT)
         return 0; /* no server ever ran on this store */
     cc->lockfd = bfdb_shm_lock(path, 0, err, sizeof(err));
@@ -81,9 +85,12 @@ cli_coord_write(struct cli_coord *cc, bfdb_store *s, const char *key,
     if (cc->attached && klen + 1 <= sizeof(name)) {
         name[0] = 'k'; /* the workers' lock name for a kv key */
         memcpy(name + 1, key, klen);
+        uint32_t wait = __atomic_load_n(&cc->shm.hdr->lock_wait_ms,
+                                        __ATOMIC_SEQ_CST);
         rc = bfdb_locktab_acquire(cc->shm.locktab, name, klen + 1, getpid(),
-                                  0, BFDB_DEFAULT_LOCK_WAIT_MS, &holder,
-                                  &htxn);
+                                  0, wait ? (int)wait
+                                          : BFDB_DEFAULT_LOCK_WAIT_MS,
+                                  &holder, &htxn);
         if (rc != BFDB_OK)
             return cli_error("key %s is locked by process %ld; try again",
                              key, (long)holder);

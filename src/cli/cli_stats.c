@@ -81,7 +81,10 @@ cli_stats(int argc, char **argv)
             return cli_usage_error("stats: unknown argument '%s'", argv[i]);
         }
     }
-    bfdb_shm_dir(path, sizeof(path), dir, kv);
+    if (dir != NULL)
+        snprintf(path, sizeof(path), "%s", dir);
+    else
+        bfdb_shm_find_dir(path, sizeof(path), kv);
     if (bfdb_shm_attach(&shm, path, err, sizeof(err)) != 0)
         return cli_error("%s (is a server running on %s?)", err, kv);
 

@@ -563,6 +563,8 @@ begin_reload(void)
         m.lock = lk;
     }
     bfdb_log_level = c.log_level;
+    __atomic_store_n(&m.shm.hdr->lock_wait_ms, (uint32_t)c.lock_wait_ms,
+                     __ATOMIC_SEQ_CST);
     m.reload_old = m.cfg;
     m.cfg = c;
     m.gen++;
@@ -689,6 +691,14 @@ master_run(int argc, char **argv)
         return CLI_USAGE;
     }
     bfdb_shm_unlock(lockfd);
+    __atomic_store_n(&m.shm.hdr->lock_wait_ms, (uint32_t)m.cfg.lock_wait_ms,
+                     __ATOMIC_SEQ_CST);
+    /* the CLI knows only the kv store: tell it where the state is */
+    if (bfdb_shm_set_redirect(m.cfg.kv_store, m.shm_dir, err,
+                              sizeof(err)) != 0) {
+        log_error("%s", err);
+        return CLI_USAGE;
+    }
     /* after the address lock: a second server must not touch the files */
     if (recover_transactions(&m.cfg, err, sizeof(err)) != 0) {
         log_error("%s", err);

@@ -37,6 +37,61 @@ bfdb_shm_dir(char *out, size_t cap, const char *shm_dir, const char *kv_store)
         snprintf(out, cap, "%s.buffdb", kv_store);
 }
 
+void
+bfdb_shm_find_dir(char *out, size_t cap, const char *kv_store)
+{
+    char path[PATH_MAX], buf[PATH_MAX];
+
+    snprintf(out, cap, "%s.buffdb", kv_store);
+    snprintf(path, sizeof(path), "%s.buffdb/redirect", kv_store);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    if (buf[0] != '\0')
+        snprintf(out, cap, "%s", buf);
+}
+
+int
+bfdb_shm_set_redirect(const char *kv_store, const char *dir, char *err,
+                      size_t errlen)
+{
+    char def[PATH_MAX], path[PATH_MAX + 16], tmp[PATH_MAX + 48];
+
+    snprintf(def, sizeof(def), "%s.buffdb", kv_store);
+    snprintf(path, sizeof(path), "%s/redirect", def);
+    if (strcmp(def, dir) == 0) {
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "could not remove %s: %s", path,
+                     strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (mkdir(def, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "could not create %s: %s", def, strerror(errno));
+        return -1;
+    }
+    /* an absolute path: the CLI may run from another directory */
+    char abs[PATH_MAX];
+    if (realpath(dir, abs) == NULL)
+        snprintf(abs, sizeof(abs), "%s", dir);
+    snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || dprintf(fd, "%s\n", abs) < 0 || close(fd) != 0 ||
+        rename(tmp, path) != 0) {
+        snprintf(err, errlen, "could not write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 layout(struct bfdb_shm_hdr *h, uint32_t lock_slots)
 {

@@ -81,7 +81,7 @@ struct bfdb_shm_hdr {
     struct bfdb_counters retired; /* of processes that exited */
     uint64_t off_txntab;    /* the transaction table (txntab.h) */
     uint32_t txn_slots;
-    uint32_t pad2;
+    uint32_t lock_wait_ms;  /* the server's lock_wait, for the CLI */
 };
 
 typedef struct bfdb_shm {
@@ -101,6 +101,19 @@ typedef struct bfdb_shm {
  * else "<kv_store>.buffdb" */
 void bfdb_shm_dir(char *out, size_t cap, const char *shm_dir,
                   const char *kv_store);
+
+/*
+ * bfdb_shm_find_dir - for a process that knows only the kv store (the
+ * CLI): "<kv_store>.buffdb", or the directory its "redirect" file names
+ * (the master leaves one there when shm_dir is set elsewhere).
+ */
+void bfdb_shm_find_dir(char *out, size_t cap, const char *kv_store);
+
+/* bfdb_shm_set_redirect - master: record in "<kv_store>.buffdb/redirect"
+ * where the shared directory is (or remove the file when it is the
+ * default), so bfdb_shm_find_dir finds it; -1 with err on failure */
+int bfdb_shm_set_redirect(const char *kv_store, const char *dir, char *err,
+                          size_t errlen);
 
 /*
  * bfdb_shm_create - master, before forking: make dir (0700) if needed,

@@ -67,6 +67,13 @@ struct bfdb_txn_slot *h_txn_enter(struct call *c,
                                   const ProtobufCBinaryData *id, int write);
 void h_txn_leave(struct call *c, struct bfdb_txn_slot *s);
 
+/* h_txn_recheck - after a write of s took its lock (staged or not): 0 if
+ * s is still active; otherwise (the master rolled it back meanwhile, e.g.
+ * its worker died while this write waited for the lock) drop what it
+ * staged and its locks, which whoever settled it may have missed, fail
+ * the call FAILED_PRECONDITION if fail_call, and return -1 */
+int h_txn_recheck(struct call *c, struct bfdb_txn_slot *s, int fail_call);
+
 /* h_txn_housekeeping - settle transactions the master aborted and finish
  * commits whose worker died; called about once a second */
 void h_txn_housekeeping(struct worker *w);

@@ -81,12 +81,12 @@ blob_txn_write(struct call *c, const ProtobufCBinaryData *txn_id, int op,
                                   has_data ? data->data : NULL,
                                   has_data ? data->len : 0, upd_meta, meta,
                                   mlen);
-    if (src != BFDB_OK) {
+    if (src != BFDB_OK)
         h_store_fail(c, src, bfdb_store_errmsg(w->blob));
-        goto out;
-    }
-    __atomic_fetch_add(&t->blob_ops, 1, __ATOMIC_SEQ_CST);
-    rc = 0;
+    else
+        __atomic_fetch_add(&t->blob_ops, 1, __ATOMIC_SEQ_CST);
+    if (h_txn_recheck(c, t, src == BFDB_OK) == 0 && src == BFDB_OK)
+        rc = 0;
 out:
     h_txn_leave(c, t);
     return rc;

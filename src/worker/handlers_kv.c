@@ -136,6 +136,8 @@ kv_write_txn(struct call *c, const ProtobufCBinaryData *txn_id,
             __atomic_fetch_add(&t->kv_ops, 1, __ATOMIC_SEQ_CST);
             rc = 0;
         }
+        if (h_txn_recheck(c, t, rc == 0) != 0)
+            rc = -1;
     }
     if (name != small)
         free(name);

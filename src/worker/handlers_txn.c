@@ -120,6 +120,27 @@ h_txn_leave(struct call *c, struct bfdb_txn_slot *s)
     bfdb_txntab_leave(s, c->w->pid);
 }
 
+int
+h_txn_recheck(struct call *c, struct bfdb_txn_slot *s, int fail_call)
+{
+    struct worker *w = c->w;
+    char text[37];
+
+    if (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) == BFDB_TXN_ACTIVE)
+        return 0;
+    if (bfdb_txn_discard(w->kv, s->num) != BFDB_OK ||
+        bfdb_txn_discard(w->blob, s->num) != BFDB_OK)
+        log_warn("could not discard a transaction's staged writes; they go "
+                 "at the next start");
+    bfdb_locktab_release_txn(w->shm->locktab, s->num);
+    if (fail_call) {
+        bfdb_txn_id_format(s->id, text);
+        call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "transaction %s %s",
+                  text, state_text(s));
+    }
+    return -1;
+}
+
 /* ---- the RPCs -------------------------------------------------------------- */
 
 #define BAD_MESSAGE(c, type)                                                   \
