@@ -96,6 +96,7 @@ fill(bfdb_txntab *t, struct bfdb_txn_slot *s, pid_t owner, int read_only,
     __atomic_store_n(&s->blob_ops, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->kv_ops, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->cleanup, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s->committed, 0, __ATOMIC_SEQ_CST);
     s->outcome = BFDB_TXN_OUT_NONE;
 }
 
@@ -181,6 +182,18 @@ bfdb_txntab_end(struct bfdb_txn_slot *s, int outcome)
     s->outcome = (uint32_t)outcome;
     s->ended_ms = bfdb_txn_now_ms();
     __atomic_store_n(&s->state, BFDB_TXN_ENDED, __ATOMIC_SEQ_CST);
+}
+
+int
+bfdb_txntab_committed(bfdb_txntab *t, uint64_t num)
+{
+    for (uint32_t i = 0; i < t->nslots; i++) {
+        struct bfdb_txn_slot *s = &t->slots[i];
+        if (s->num == num &&
+            __atomic_load_n(&s->state, __ATOMIC_SEQ_CST) != BFDB_TXN_FREE)
+            return __atomic_load_n(&s->committed, __ATOMIC_SEQ_CST) != 0;
+    }
+    return 0;
 }
 
 int

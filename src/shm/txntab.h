@@ -56,6 +56,8 @@ struct bfdb_txn_slot {
     uint32_t blob_ops;    /* atomic: staged blob operations */
     uint32_t kv_ops;      /* atomic: staged kv operations */
     uint32_t cleanup;     /* atomic: 1 while a worker discards its stage */
+    uint32_t committed;   /* atomic: 1 once past the commit point */
+    uint32_t pad;
 };
 
 typedef struct bfdb_txntab bfdb_txntab;
@@ -88,6 +90,10 @@ void bfdb_txntab_leave(struct bfdb_txn_slot *s, pid_t pid);
 
 /* bfdb_txntab_end - ENDED with outcome (the slot stays for reporting) */
 void bfdb_txntab_end(struct bfdb_txn_slot *s, int outcome);
+
+/* bfdb_txntab_committed - 1 if transaction number num is past its commit
+ * point (the blob store's before-images of it are then stale) */
+int bfdb_txntab_committed(bfdb_txntab *t, uint64_t num);
 
 /* bfdb_txn_id_parse / _format - the text form "xxxxxxxx-xxxx-..." (36
  * chars, libuuid); parse returns -1 for anything else */

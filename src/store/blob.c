@@ -188,7 +188,50 @@ bfdb_blob_reader_open(bfdb_store *s, uint64_t id, bfdb_blob_reader **out,
     }
     r->s = s;
 
-    sqlite3_stmt *st = store_stmt(s, ST_BLOB_INFO);
+    /* a transaction between its blob step and its commit point has put
+     * its blobs in place but kept their before-images: until it commits,
+     * everyone else still reads those (so nobody reads a blob that a
+     * crash would take back, and after the commit point no kv value of
+     * it names a blob that reads as missing) */
+    sqlite3_stmt *st = store_stmt(s, ST_BLOB_UNDO);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && s->txn_committed != NULL &&
+        s->txn_committed(s->txn_arg, (uint64_t)sqlite3_column_int64(st, 5)))
+        rc = SQLITE_DONE; /* past its commit point: the blob is current */
+    if (rc == SQLITE_ROW) {
+        int existed = sqlite3_column_int(st, 0);
+        sqlite3_int64 urow = sqlite3_column_int64(st, 1);
+        const char *utype = (const char *)sqlite3_column_text(st, 2);
+        int is_blob = utype != NULL && strcmp(utype, "blob") == 0;
+        if (!existed) {
+            rc = store_failf(s, BFDB_ENOTFOUND, "blob %" PRIu64 " not found",
+                             id);
+            goto fail;
+        }
+        if (meta && (rc = copy_meta(s, st, 4, meta, mlen)) != BFDB_OK)
+            goto fail;
+        r->mode = R_INLINE;
+        r->size = is_blob ? (uint64_t)sqlite3_column_int64(st, 3) : 0;
+        sqlite3_reset(st);
+        if (r->size > 0 &&
+            (rc = sqlite3_blob_open(s->db, "main", "buffdb_txn_undo", "data",
+                                    urow, 0, &r->h)) != SQLITE_OK) {
+            rc = store_fail(s, rc, "could not open a before-image");
+            goto fail;
+        }
+        s->busy = 1;
+        *size = r->size;
+        *out = r;
+        return BFDB_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        rc = store_fail(s, rc, "could not read blob");
+        goto fail;
+    }
+
+    st = store_stmt(s, ST_BLOB_INFO);
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {

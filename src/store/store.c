@@ -66,6 +66,7 @@ static const char schema_blob[] =
     "CREATE TABLE IF NOT EXISTS buffdb_txn_undo ("
     "  txn INTEGER NOT NULL, id INTEGER NOT NULL, existed INTEGER NOT NULL,"
     "  data BLOB, metadata TEXT, PRIMARY KEY (txn, id));"
+    "CREATE INDEX IF NOT EXISTS buffdb_txn_undo_id ON buffdb_txn_undo (id);"
     "CREATE TABLE IF NOT EXISTS buffdb_txn_prepared (txn INTEGER PRIMARY KEY);"
     "CREATE TABLE IF NOT EXISTS buffdb_blob_part ("
     "  blob_id INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
@@ -113,6 +114,10 @@ static const struct {
                       " EXISTS (SELECT 1 FROM buffdb_blob_part"
                       "         WHERE blob_id = ?1)"
                       " FROM blob WHERE rowid = ?1"},
+    [ST_BLOB_UNDO] = {BFDB_STORE_BLOB,
+                      "SELECT existed, rowid, typeof(data), length(data),"
+                      " metadata, txn FROM buffdb_txn_undo WHERE id = ?1"
+                      " LIMIT 1"},
     [ST_BLOB_NEXT_ID] = {BFDB_STORE_BLOB,
                          "SELECT max(coalesce((SELECT max(rowid) FROM blob),"
                          " 0), coalesce((SELECT value FROM buffdb_meta"
@@ -220,6 +225,14 @@ store_fail(bfdb_store *s, int rc, const char *what)
         return store_failf(s, code, "%s: %s (%s)", what, sqlite3_errmsg(s->db),
                            strerror(sys));
     return store_failf(s, code, "%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+void
+bfdb_store_set_txn_oracle(bfdb_store *s, int (*fn)(void *, uint64_t),
+                          void *arg)
+{
+    s->txn_committed = fn;
+    s->txn_arg = arg;
 }
 
 const char *

@@ -78,6 +78,15 @@ int bfdb_store_paths_distinct(const char *kv_path, const char *blob_path,
  */
 void bfdb_store_set_interrupt(bfdb_store *s, int (*fn)(void *), void *arg);
 
+/*
+ * bfdb_store_set_txn_oracle - how a blob read decides whether a
+ * transaction whose before-images are still in the blob store is past its
+ * commit point (its kv step committed): fn(arg, txn) returns 1 if so.
+ * Without one (the CLI), before-images are served until they are gone.
+ */
+void bfdb_store_set_txn_oracle(bfdb_store *s, int (*fn)(void *, uint64_t),
+                               void *arg);
+
 /* ---- kv store ---------------------------------------------------------- */
 
 /* bfdb_kv_get - the value of key; BFDB_ENOTFOUND if there is none */

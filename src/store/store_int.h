@@ -14,6 +14,7 @@ enum store_stmt {
     ST_KV_SET,
     ST_KV_DELETE,
     ST_BLOB_INFO,
+    ST_BLOB_UNDO,
     ST_BLOB_NEXT_ID,
     ST_BLOB_RESERVE,
     ST_BLOB_INSERT,
@@ -43,6 +44,8 @@ struct bfdb_store {
     void *interrupt_arg;
     int busy;               /* a reader, writer or query is open on s */
     int raw_dml;            /* the raw statement being prepared writes rows */
+    int (*txn_committed)(void *, uint64_t); /* see set_txn_oracle */
+    void *txn_arg;
     char errmsg[1024];
 };
 

@@ -308,6 +308,8 @@ commit_request(struct call *c, const uint8_t *data, size_t len)
         if (nkv > 0)
             bfdb_cache_global_begin(w->shm);
         rc = bfdb_txn_kv_commit(w->kv, s->num, prepared);
+        if (rc == BFDB_OK) /* past the commit point: its blobs are current */
+            __atomic_store_n(&s->committed, 1, __ATOMIC_SEQ_CST);
         if (nkv > 0)
             bfdb_cache_global_end(w->shm);
         if (rc != BFDB_OK) {

@@ -118,6 +118,13 @@ signal_thread(void *arg)
     }
 }
 
+static int
+txn_committed(void *arg, uint64_t num)
+{
+    struct worker *w = arg;
+    return bfdb_txntab_committed(w->shm->txntab, num);
+}
+
 static void
 open_stores(struct worker *w)
 {
@@ -134,6 +141,7 @@ open_stores(struct worker *w)
     if (bfdb_store_open(&w->blob, BFDB_STORE_BLOB, w->cfg->blob_store, &o,
                         err, sizeof(err)) != BFDB_OK)
         fatalx(BFDB_EXIT_MISCONFIGURED, "%s", err);
+    bfdb_store_set_txn_oracle(w->blob, txn_committed, w);
 }
 
 static void
