@@ -33,6 +33,8 @@
 #define BENCH_DRAIN_S 10               /* after the run: then cancel */
 #define BENCH_GIVEUP_S 5               /* after the cancel: then leak */
 #define BENCH_PRELOAD_PIPELINE 32
+#define BENCH_MAX_TXN_SETS 1000        /* --txn-sets */
+#define BENCH_TXN_ID_MAX 128           /* bytes of a transaction id kept */
 
 enum bench_target { BT_BUFFDB, BT_ETCD, BT_NULL };
 
@@ -45,6 +47,7 @@ enum bench_workload {
     BW_BLOB_GET,
     BW_QUERY,
     BW_NULL,
+    BW_TXN,
     BW_N
 };
 
@@ -57,7 +60,11 @@ enum bench_op {
     BO_BLOB_GET,   /* Blob.Get */
     BO_QUERY,      /* Query.Query */
     BO_ECHO,       /* bench.Null/Echo */
-    BO_N
+    BO_TXN_BEGIN,  /* Kv.BeginTransaction */
+    BO_TXN_SET,    /* Kv.Set with a transaction_id */
+    BO_TXN_COMMIT, /* Kv.CommitTransaction */
+    BO_TXN_ROLLBACK, /* Kv.RollbackTransaction, after a failed Set */
+    BO_N           /* at most 16: struct ent keeps an op in 4 bits */
 };
 
 /* the outcome of one response, as bench_check judges it */
@@ -83,6 +90,7 @@ struct bench_opts {
     int preload;
     int json;
     int etcd_serializable;
+    int txn_sets;            /* txn: Sets per transaction */
 };
 
 /*
@@ -122,6 +130,27 @@ struct grpc_byte_buffer *bench_encode(const struct bench_ctx *ctx, int op,
  */
 int bench_check(const struct bench_ctx *ctx, int op,
                 struct grpc_byte_buffer *bb, uint64_t *id);
+
+/*
+ * bench_encode_txn - a new byte buffer holding the request of a
+ * transaction op (BO_TXN_*) for key index key (BO_TXN_SET) in the
+ * transaction id[0..idlen) (all but BO_TXN_BEGIN).  The caller destroys
+ * it.  Returns NULL for another op or if memory runs out.
+ */
+struct grpc_byte_buffer *bench_encode_txn(const struct bench_ctx *ctx, int op,
+                                          uint64_t key, const char *id,
+                                          size_t idlen);
+
+/*
+ * bench_check_txn - judge a response of a transaction op.  For
+ * BO_TXN_BEGIN the new transaction's id goes to id (BENCH_TXN_ID_MAX
+ * bytes) and its length to *idlen; for BO_TXN_COMMIT, BR_OK means
+ * success was true, and otherwise err (errcap bytes, NUL-terminated)
+ * receives the server's error_message.  Returns enum bench_resp.
+ */
+int bench_check_txn(const struct bench_ctx *ctx, int op,
+                    struct grpc_byte_buffer *bb, char *id, size_t *idlen,
+                    char *err, size_t errcap);
 
 /* bench_key_format - the key string of index k into buf (>= 32 bytes);
  * returns its length */

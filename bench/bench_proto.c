@@ -14,6 +14,11 @@
  * of its own (--pipeline 1) asks SELECT value FROM kv WHERE key = '...'
  * and reads zero or one row.
  *
+ * The txn workload's requests carry a transaction id, which only the
+ * engine knows (per slot): they go through bench_encode_txn and
+ * bench_check_txn.  The transaction_id of SetRequest is proto3 optional,
+ * a oneof _transaction_id in protobuf-c (see docs/ARCHITECTURE.md).
+ *
  * Responses are decoded (a real client pays that too) and judged: BR_OK,
  * BR_MISS (no such key: an empty etcd Range, a NULL query row) or BR_BAD
  * (undecodable, or the wrong length when ctx->check_len).
@@ -39,6 +44,10 @@ static const char *const buffdb_methods[BO_N] = {
     [BO_BLOB_STORE] = "/buffdb.blob.Blob/Store",
     [BO_BLOB_GET] = "/buffdb.blob.Blob/Get",
     [BO_QUERY] = "/buffdb.query.Query/Query",
+    [BO_TXN_BEGIN] = "/buffdb.kv.Kv/BeginTransaction",
+    [BO_TXN_SET] = "/buffdb.kv.Kv/Set",
+    [BO_TXN_COMMIT] = "/buffdb.kv.Kv/CommitTransaction",
+    [BO_TXN_ROLLBACK] = "/buffdb.kv.Kv/RollbackTransaction",
 };
 
 static const char *const etcd_methods[BO_N] = {
@@ -54,6 +63,8 @@ static const char *const op_names[BO_N] = {
     [BO_GET] = "get", [BO_SET] = "set", [BO_DELETE] = "delete",
     [BO_BLOB_STORE] = "blob-store", [BO_BLOB_GET] = "blob-get",
     [BO_QUERY] = "query", [BO_ECHO] = "echo",
+    [BO_TXN_BEGIN] = "txn-begin", [BO_TXN_SET] = "txn-set",
+    [BO_TXN_COMMIT] = "txn-commit", [BO_TXN_ROLLBACK] = "txn-rollback",
 };
 
 static const char *const status_names[BENCH_NCODES] = {
@@ -202,6 +213,48 @@ bench_encode(const struct bench_ctx *ctx, int op, uint64_t key, int streamed)
     }
 }
 
+grpc_byte_buffer *
+bench_encode_txn(const struct bench_ctx *ctx, int op, uint64_t key,
+                 const char *id, size_t idlen)
+{
+    ProtobufCBinaryData tid = {idlen, (uint8_t *)id};
+
+    switch (op) {
+    case BO_TXN_BEGIN: {
+        /* no read_only, no timeout_ms: the server's transaction_timeout */
+        Buffdb__Kv__BeginTransactionRequest r =
+            BUFFDB__KV__BEGIN_TRANSACTION_REQUEST__INIT;
+        return pack(&r.base);
+    }
+    case BO_TXN_SET: {
+        char kb[32];
+        Buffdb__Kv__SetRequest r = BUFFDB__KV__SET_REQUEST__INIT;
+        r.key.len = bench_key_format(key, kb);
+        r.key.data = (uint8_t *)kb;
+        r.value.len = ctx->o->value_size;
+        r.value.data = (uint8_t *)ctx->value;
+        r._transaction_id_case =
+            BUFFDB__KV__SET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
+        r.transaction_id = tid;
+        return pack(&r.base);
+    }
+    case BO_TXN_COMMIT: {
+        Buffdb__Kv__CommitTransactionRequest r =
+            BUFFDB__KV__COMMIT_TRANSACTION_REQUEST__INIT;
+        r.transaction_id = tid;
+        return pack(&r.base);
+    }
+    case BO_TXN_ROLLBACK: {
+        Buffdb__Kv__RollbackTransactionRequest r =
+            BUFFDB__KV__ROLLBACK_TRANSACTION_REQUEST__INIT;
+        r.transaction_id = tid;
+        return pack(&r.base);
+    }
+    default:
+        return NULL;
+    }
+}
+
 /* len_ok - a value of n bytes is what was expected */
 static int
 len_ok(const struct bench_ctx *ctx, size_t n)
@@ -309,6 +362,91 @@ check_etcd(const struct bench_ctx *ctx, int op, const uint8_t *p, size_t n)
             etcdserverpb__put_response__free_unpacked(m, NULL);
         }
     }
+    return r;
+}
+
+/* readall - the bytes of bb in one slice (unref it); 0 if unreadable */
+static int
+readall(grpc_byte_buffer *bb, grpc_slice *s)
+{
+    grpc_byte_buffer_reader rd;
+
+    if (!grpc_byte_buffer_reader_init(&rd, bb))
+        return 0;
+    *s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    return 1;
+}
+
+int
+bench_check_txn(const struct bench_ctx *ctx, int op, grpc_byte_buffer *bb,
+                char *id, size_t *idlen, char *err, size_t errcap)
+{
+    grpc_slice s;
+    int r = BR_BAD;
+
+    (void)ctx;
+    if (errcap)
+        err[0] = '\0';
+    if (!readall(bb, &s))
+        return BR_BAD;
+    const uint8_t *p = GRPC_SLICE_START_PTR(s);
+    size_t n = GRPC_SLICE_LENGTH(s);
+    switch (op) {
+    case BO_TXN_BEGIN: {
+        Buffdb__Kv__BeginTransactionResponse *m =
+            buffdb__kv__begin_transaction_response__unpack(NULL, n, p);
+        if (m) {
+            size_t l = m->transaction_id.len;
+            if (l > 0 && l <= BENCH_TXN_ID_MAX) {
+                memcpy(id, m->transaction_id.data, l);
+                *idlen = l;
+                r = BR_OK;
+            }
+            buffdb__kv__begin_transaction_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_TXN_SET: {
+        Buffdb__Kv__SetResponse *m =
+            buffdb__kv__set_response__unpack(NULL, n, p);
+        if (m) {
+            r = m->key.len > 0 ? BR_OK : BR_BAD;
+            buffdb__kv__set_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_TXN_COMMIT: {
+        Buffdb__Kv__CommitTransactionResponse *m =
+            buffdb__kv__commit_transaction_response__unpack(NULL, n, p);
+        if (m) {
+            r = m->success ? BR_OK : BR_BAD;
+            if (!m->success && errcap) {
+                int has = m->_error_message_case ==
+                              BUFFDB__KV__COMMIT_TRANSACTION_RESPONSE___ERROR_MESSAGE_ERROR_MESSAGE &&
+                          m->error_message.data != NULL;
+                snprintf(err, errcap, "%.*s",
+                         has ? (int)m->error_message.len : 0,
+                         has ? (const char *)m->error_message.data : "");
+            }
+            buffdb__kv__commit_transaction_response__free_unpacked(m, NULL);
+        }
+        break;
+    }
+    case BO_TXN_ROLLBACK: {
+        Buffdb__Kv__RollbackTransactionResponse *m =
+            buffdb__kv__rollback_transaction_response__unpack(NULL, n, p);
+        if (m) {
+            r = BR_OK;
+            buffdb__kv__rollback_transaction_response__free_unpacked(m,
+                                                                     NULL);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    grpc_slice_unref(s);
     return r;
 }
 

@@ -14,6 +14,15 @@
  * sent.  A streamed call is freed when its status has arrived and none of
  * its batches is pending; a unary call when its one batch completes.
  *
+ * The txn workload chains unary calls on a slot: BeginTransaction,
+ * --txn-sets Sets carrying the id it returned, CommitTransaction (after a
+ * failed Set, RollbackTransaction instead), then the next transaction.
+ * The unit counted is a committed transaction, from the moment its Begin
+ * was issued to the moment the Commit answered success; a failed call
+ * counts an error with its status.  Once the phase ends no transaction
+ * is begun, but one under way is carried to its end, so none is left
+ * open on the server holding key locks.
+ *
  * Every wait is bounded: completion queue waits time out after 100 ms;
  * a thread stops issuing at the phase's end (or quota), cancels its calls
  * BENCH_DRAIN_S after that and gives up BENCH_GIVEUP_S later still.
@@ -67,11 +76,24 @@ struct callhdr {
 
 struct bthread;
 
+/* where a slot's transaction is (txn workload): the call to make next */
+enum { TX_IDLE, TX_BEGIN, TX_SET, TX_COMMIT, TX_ROLLBACK };
+
+struct txn {
+    int step;                 /* TX_* */
+    int nset;                 /* Sets answered OK so far */
+    int measured;             /* begun after the warmup */
+    uint64_t t0;              /* BeginTransaction issued, ns */
+    size_t idlen;
+    char id[BENCH_TXN_ID_MAX];
+};
+
 struct slot {
     struct bthread *t;
     struct conn *conn;
     int inflight;              /* requests issued and not yet resolved */
     struct scall *lane[BO_N];  /* the open stream per op, or NULL */
+    struct txn tx;             /* the txn workload only */
 };
 
 /* a streamed call */
@@ -119,6 +141,7 @@ struct bthread {
     /* the phase */
     const struct bench_phase *ph;
     int streamed;
+    int txn;        /* the txn workload (and not its preload) */
     gpr_timespec deadline;
     uint64_t quota, issued_measured;
     uint64_t next_key, key_end;
@@ -587,7 +610,11 @@ ucall_start(struct slot *s, const struct ent *e)
         return -1;
     }
     live_add(t, &u->h);
-    u->send_buf = bench_encode(t->e->ctx, (int)e->op, e->key, 0);
+    if (e->op >= BO_TXN_BEGIN)
+        u->send_buf = bench_encode_txn(t->e->ctx, (int)e->op, e->key,
+                                       s->tx.id, s->tx.idlen);
+    else
+        u->send_buf = bench_encode(t->e->ctx, (int)e->op, e->key, 0);
     if (u->send_buf == NULL) {
         fprintf(stderr, "buffdb-bench: could not encode a request\n");
         abort();
@@ -613,11 +640,88 @@ ucall_start(struct slot *s, const struct ent *e)
     return 0;
 }
 
+/*
+ * txn_done - a call of the slot's transaction finished: move the
+ * transaction on.  A committed transaction is recorded (latency from its
+ * Begin); a Commit answering success false counts a bad response with the
+ * server's message as the first error.
+ */
+static void
+txn_done(struct ucall *u, int ok, uint64_t now)
+{
+    struct slot *s = u->slot;
+    struct bthread *t = s->t;
+    struct txn *tx = &s->tx;
+    const struct bench_opts *o = t->e->ctx->o;
+    int resp = BR_BAD;
+    char err[160];
+
+    err[0] = '\0';
+    if (!ok) {
+        count_error(t, GRPC_STATUS_INTERNAL, tx->measured);
+    } else if (u->status != GRPC_STATUS_OK) {
+        note_error(t, u->status, u->details);
+        count_error(t, u->status, tx->measured);
+    } else if (u->recv_buf != NULL) {
+        resp = bench_check_txn(t->e->ctx, (int)u->e.op, u->recv_buf, tx->id,
+                               &tx->idlen, err, sizeof(err));
+        if (resp == BR_OK)
+            t->unavail_streak = 0;
+    }
+    int failed_call = !ok || u->status != GRPC_STATUS_OK;
+    switch (u->e.op) {
+    case BO_TXN_BEGIN:
+        if (resp == BR_OK)
+            tx->step = o->txn_sets > 0 ? TX_SET : TX_COMMIT;
+        else {
+            if (!failed_call && tx->measured)
+                t->st.bad++;
+            tx->step = TX_IDLE;
+        }
+        break;
+    case BO_TXN_SET:
+        if (resp == BR_OK) {
+            tx->nset++;
+            tx->step = tx->nset >= o->txn_sets ? TX_COMMIT : TX_SET;
+        } else {
+            if (!failed_call && tx->measured)
+                t->st.bad++;
+            tx->step = TX_ROLLBACK;
+        }
+        break;
+    case BO_TXN_COMMIT: {
+        struct ent e = u->e;
+        e.t = tx->t0;
+        e.measured = (unsigned)tx->measured & 1;
+        if (resp == BR_OK) {
+            record(t, &e, now, BR_OK, 0);
+        } else if (!failed_call) {
+            if (t->st.first_error[0] == '\0')
+                snprintf(t->st.first_error, sizeof(t->st.first_error),
+                         "CommitTransaction: success false: %s", err);
+            record(t, &e, now, BR_BAD, 0);
+        }
+        tx->step = TX_IDLE;
+        break;
+    }
+    default: /* BO_TXN_ROLLBACK, whatever it answered */
+        tx->step = TX_IDLE;
+        break;
+    }
+    s->inflight--;
+    ucall_free(u);
+}
+
 static void
 ucall_done(struct ucall *u, int ok, uint64_t now)
 {
     struct slot *s = u->slot;
     struct bthread *t = s->t;
+
+    if (u->e.op >= BO_TXN_BEGIN) {
+        txn_done(u, ok, now);
+        return;
+    }
 
     if (!ok) {
         /* the batch itself failed: no status to trust */
@@ -679,12 +783,62 @@ refused:
     return -1;
 }
 
+/*
+ * txn_fill - start the slot's next transaction call if none is in
+ * flight: a new transaction only while the thread may issue, the calls
+ * of one under way even after the end of the phase (until the cancel).
+ */
+static void
+txn_fill(struct slot *s, uint64_t now)
+{
+    struct bthread *t = s->t;
+    struct txn *tx = &s->tx;
+    struct ent e;
+
+    if (s->inflight > 0 || t->cancelled)
+        return;
+    if (tx->step == TX_IDLE) {
+        if (!may_issue(t, now))
+            return;
+        tx->step = TX_BEGIN;
+        tx->nset = 0;
+        tx->idlen = 0;
+        tx->t0 = now;
+        tx->measured = now >= t->ph->t_measure;
+        if (tx->measured) {
+            t->issued_measured++;
+            t->st.issued++;
+        }
+    }
+    switch (tx->step) {
+    case TX_BEGIN: e.op = BO_TXN_BEGIN; break;
+    case TX_SET: e.op = BO_TXN_SET; break;
+    case TX_COMMIT: e.op = BO_TXN_COMMIT; break;
+    default: e.op = BO_TXN_ROLLBACK; break;
+    }
+    e.key = tx->step == TX_SET ? pick_key(t) : 0;
+    e.t = now;
+    e.measured = (unsigned)tx->measured & 1;
+    if (ucall_start(s, &e) != 0) {
+        /* gRPC would not start a call: count it and drop the
+         * transaction (the server expires it); the next tick begins
+         * another */
+        count_error(t, GRPC_STATUS_INTERNAL, tx->measured);
+        tx->step = TX_IDLE;
+    }
+}
+
 /* slot_fill - issue while there is room; once the thread stops, close the
  * slot's idle streams */
 static void
 slot_fill(struct slot *s, uint64_t now)
 {
     struct bthread *t = s->t;
+
+    if (t->txn) {
+        txn_fill(s, now);
+        return;
+    }
 
     while (s->inflight < t->ph->pipeline && may_issue(t, now))
         if (issue(s, now) != 0)
@@ -811,6 +965,7 @@ workload_ops(int workload, int *ops)
     case BW_BLOB_STORE: ops[0] = BO_BLOB_STORE; return 1;
     case BW_BLOB_GET: ops[0] = BO_BLOB_GET; return 1;
     case BW_QUERY: ops[0] = BO_QUERY; return 1;
+    case BW_TXN: ops[0] = BO_TXN_BEGIN; return 1;
     default: ops[0] = BO_ECHO; return 1;
     }
 }
@@ -950,6 +1105,7 @@ bench_engine_run(struct bench_engine *e, const struct bench_phase *ph,
         t->nlive = 0;
         t->ph = ph;
         t->streamed = o->target != BT_ETCD && ph->pipeline > 1;
+        t->txn = o->workload == BW_TXN && !ph->preload;
         t->deadline = deadline;
         t->quota = ph->requests / (uint64_t)e->nthreads +
                    ((uint64_t)i < ph->requests % (uint64_t)e->nthreads);
@@ -965,6 +1121,7 @@ bench_engine_run(struct bench_engine *e, const struct bench_phase *ph,
         for (int s = 0; s < t->nslots; s++) {
             t->slots[s].inflight = 0;
             memset(t->slots[s].lane, 0, sizeof(t->slots[s].lane));
+            memset(&t->slots[s].tx, 0, sizeof(t->slots[s].tx));
         }
     }
     if (now >= ph->t_measure) {
