@@ -14,6 +14,13 @@
  * of its own (--pipeline 1) asks SELECT value FROM kv WHERE key = '...'
  * and reads zero or one row.
  *
+ * Every kv write (Kv.Set in or out of a transaction, etcd Put) stores a
+ * value of its own: the run's value with its first 16 bytes (fewer if
+ * it is shorter) replaced by a per-thread sequence number in hex.  SQLite
+ * does not rewrite a row whose new record is byte for byte the old one,
+ * so Sets of the value a key already holds would cost buffdb no page
+ * write at all, while etcd and Redis write every time.
+ *
  * The txn workload's requests carry a transaction id, which only the
  * engine knows (per slot): they go through bench_encode_txn and
  * bench_check_txn.  The transaction_id of SetRequest is proto3 optional,
@@ -28,8 +35,11 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "blob.pb-c.h"
@@ -118,6 +128,54 @@ pack(const ProtobufCMessage *m)
     return bb;
 }
 
+/* a value being built for one write; small values stay on the stack */
+struct wvalue {
+    uint8_t small[512];
+    uint8_t *heap;
+};
+
+/*
+ * write_value - the bytes of the next write's value in w (see the file
+ * comment); release with wvalue_done.  Falls back to the run's value,
+ * unstamped, if memory runs out.
+ */
+static ProtobufCBinaryData
+write_value(const struct bench_ctx *ctx, struct wvalue *w)
+{
+    static _Thread_local uint64_t seq, mix;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = ctx->o->value_size;
+    uint8_t *p = w->small;
+
+    w->heap = NULL;
+    if (n > sizeof(w->small)) {
+        if ((w->heap = malloc(n)) == NULL)
+            return (ProtobufCBinaryData){n, (uint8_t *)ctx->value};
+        p = w->heap;
+    }
+    if (mix == 0) {
+        /* distinct per thread and per process: the address of this
+         * thread's counter and the clock at its first write */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        mix = ((uint64_t)(uintptr_t)&seq ^ (uint64_t)ts.tv_nsec ^
+               ((uint64_t)ts.tv_sec << 32)) *
+                  0x9e3779b97f4a7c15ULL |
+              1;
+    }
+    uint64_t x = (++seq) * 0xbf58476d1ce4e5b9ULL ^ mix;
+    memcpy(p, ctx->value, n);
+    for (size_t i = 0; i < n && i < 16; i++)
+        p[i] = (uint8_t)hex[(x >> (4 * i)) & 0xf];
+    return (ProtobufCBinaryData){n, p};
+}
+
+static void
+wvalue_done(struct wvalue *w)
+{
+    free(w->heap);
+}
+
 static grpc_byte_buffer *
 encode_buffdb(const struct bench_ctx *ctx, int op, uint64_t key, int streamed)
 {
@@ -132,10 +190,13 @@ encode_buffdb(const struct bench_ctx *ctx, int op, uint64_t key, int streamed)
         return pack(&r.base);
     }
     case BO_SET: {
+        struct wvalue w;
         Buffdb__Kv__SetRequest r = BUFFDB__KV__SET_REQUEST__INIT;
         r.key = k;
-        r.value = v;
-        return pack(&r.base);
+        r.value = write_value(ctx, &w);
+        grpc_byte_buffer *bb = pack(&r.base);
+        wvalue_done(&w);
+        return bb;
     }
     case BO_DELETE: {
         Buffdb__Kv__DeleteRequest r = BUFFDB__KV__DELETE_REQUEST__INIT;
@@ -184,11 +245,13 @@ encode_etcd(const struct bench_ctx *ctx, int op, uint64_t key)
         return pack(&r.base);
     }
     if (op == BO_SET) {
+        struct wvalue w;
         Etcdserverpb__PutRequest r = ETCDSERVERPB__PUT_REQUEST__INIT;
         r.key = k;
-        r.value.data = (uint8_t *)ctx->value;
-        r.value.len = ctx->o->value_size;
-        return pack(&r.base);
+        r.value = write_value(ctx, &w);
+        grpc_byte_buffer *bb = pack(&r.base);
+        wvalue_done(&w);
+        return bb;
     }
     return NULL;
 }
@@ -228,15 +291,17 @@ bench_encode_txn(const struct bench_ctx *ctx, int op, uint64_t key,
     }
     case BO_TXN_SET: {
         char kb[32];
+        struct wvalue w;
         Buffdb__Kv__SetRequest r = BUFFDB__KV__SET_REQUEST__INIT;
         r.key.len = bench_key_format(key, kb);
         r.key.data = (uint8_t *)kb;
-        r.value.len = ctx->o->value_size;
-        r.value.data = (uint8_t *)ctx->value;
+        r.value = write_value(ctx, &w);
         r._transaction_id_case =
             BUFFDB__KV__SET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
         r.transaction_id = tid;
-        return pack(&r.base);
+        grpc_byte_buffer *bb = pack(&r.base);
+        wvalue_done(&w);
+        return bb;
     }
     case BO_TXN_COMMIT: {
         Buffdb__Kv__CommitTransactionRequest r =

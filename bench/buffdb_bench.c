@@ -30,6 +30,7 @@ static const char *const workload_names[BW_N] = {
     [BW_KV_MIXED] = "kv-mixed",   [BW_KV_DELETE] = "kv-delete",
     [BW_BLOB_STORE] = "blob-store", [BW_BLOB_GET] = "blob-get",
     [BW_QUERY] = "query",         [BW_NULL] = "null",
+    [BW_TXN] = "txn",
 };
 
 static const char *const target_names[] = {
@@ -41,6 +42,7 @@ usage(FILE *f)
     fprintf(f,
 "usage: buffdb-bench [options] WORKLOAD\n"
 "workloads: kv-get kv-set kv-mixed kv-delete blob-store blob-get query null\n"
+"           txn\n"
 "  --addr HOST:PORT         server (default 127.0.0.1:9313)\n"
 "  --target buffdb|etcd|null  what serves ADDR (default buffdb; null for\n"
 "                           the null workload)\n"
@@ -55,6 +57,7 @@ usage(FILE *f)
 "  --keyspace N             keys key0000000000.. (default 10000)\n"
 "  --key-distribution uniform|zipf  (zipf: s = 0.99; default uniform)\n"
 "  --read-ratio R           kv-mixed: fraction of gets (default 0.9)\n"
+"  --txn-sets N             txn: Sets per transaction (default 4)\n"
 "  --preload                set every key (store a blob per key) first\n"
 "  --seed N                 random seed (default 1)\n"
 "  --threads T              client threads (default 1, 2 with 2+\n"
@@ -117,7 +120,7 @@ lookup(const char *opt, const char *s, const char *const *names, int n)
 enum {
     O_ADDR = 256, O_TARGET, O_CONNS, O_STREAMS, O_PIPELINE, O_DURATION,
     O_REQUESTS, O_WARMUP, O_VSIZE, O_KEYSPACE, O_DIST, O_RATIO, O_PRELOAD,
-    O_SEED, O_THREADS, O_SERIAL, O_JSON, O_VERSION, O_WORKLOAD
+    O_SEED, O_THREADS, O_SERIAL, O_JSON, O_VERSION, O_WORKLOAD, O_TXN_SETS
 };
 
 static void
@@ -142,6 +145,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
         {"etcd-serializable", no_argument, NULL, O_SERIAL},
         {"json", no_argument, NULL, O_JSON},
         {"workload", required_argument, NULL, O_WORKLOAD},
+        {"txn-sets", required_argument, NULL, O_TXN_SETS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -159,6 +163,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
     o->keyspace = 10000;
     o->read_ratio = 0.9;
     o->seed = 1;
+    o->txn_sets = 4;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case O_ADDR: o->addr = optarg; break;
@@ -213,6 +218,10 @@ parse_args(int argc, char **argv, struct bench_opts *o)
         case O_WORKLOAD:
             o->workload = lookup("--workload", optarg, workload_names, BW_N);
             break;
+        case O_TXN_SETS:
+            o->txn_sets = (int)parse_u64("--txn-sets", optarg, 0,
+                                         BENCH_MAX_TXN_SETS);
+            break;
         case 'h': usage(stdout); exit(0);
         case O_VERSION: printf("buffdb-bench %s\n", PACKAGE_VERSION); exit(0);
         default: usage(stderr); exit(2);
@@ -236,6 +245,12 @@ parse_args(int argc, char **argv, struct bench_opts *o)
     if (o->target == BT_ETCD && o->workload != BW_KV_GET &&
         o->workload != BW_KV_SET && o->workload != BW_KV_MIXED)
         die_usage("--target etcd runs kv-get, kv-set and kv-mixed only");
+    /* a transaction is a chain of calls on its slot, each waiting for
+     * the previous answer: more in flight means more slots */
+    if (o->workload == BW_TXN && o->pipeline != 1)
+        die_usage("txn sends one call at a time per slot: use --streams "
+                  "or --connections, not --pipeline, for more "
+                  "transactions in flight");
     if ((uint64_t)o->connections * (uint64_t)o->streams > BENCH_MAX_SLOTS)
         die_usage("--connections x --streams is above %d", BENCH_MAX_SLOTS);
     if (threads == 0)
@@ -357,6 +372,8 @@ print_json(const struct bench_opts *o, const struct bench_stats *st,
             o->value_size);
     if (o->workload == BW_KV_MIXED)
         fprintf(f, "\"read_ratio\":%.4g,", o->read_ratio);
+    if (o->workload == BW_TXN)
+        fprintf(f, "\"txn_sets\":%d,", o->txn_sets);
     fprintf(f, "\"seed\":%llu,\"warmup_s\":%.3f,", (unsigned long long)o->seed,
             o->warmup);
     if (o->requests)
@@ -421,6 +438,8 @@ print_text(const struct bench_opts *o, const struct bench_stats *st,
             o->value_size);
     if (o->workload == BW_KV_MIXED)
         fprintf(f, ", read ratio %.3g", o->read_ratio);
+    if (o->workload == BW_TXN)
+        fprintf(f, ", %d Sets per transaction", o->txn_sets);
     fprintf(f, ", warmup %.1f s, ", o->warmup);
     if (o->requests)
         fprintf(f, "%llu requests", (unsigned long long)o->requests);
@@ -430,8 +449,13 @@ print_text(const struct bench_opts *o, const struct bench_stats *st,
     if (preloaded)
         fprintf(f, "  preload    %llu keys in %.2f s\n",
                 (unsigned long long)o->keyspace, preload_s);
-    fprintf(f, "  throughput %.1f ops/s (%llu answered in %.3f s",
-            s->ops_s, (unsigned long long)s->ops, s->elapsed_s);
+    if (o->workload == BW_TXN)
+        fprintf(f, "  throughput %.1f committed transactions/s (%llu "
+                   "committed in %.3f s",
+                s->ops_s, (unsigned long long)s->ops, s->elapsed_s);
+    else
+        fprintf(f, "  throughput %.1f ops/s (%llu answered in %.3f s",
+                s->ops_s, (unsigned long long)s->ops, s->elapsed_s);
     if (st->misses)
         fprintf(f, ", %llu of them misses", (unsigned long long)st->misses);
     fprintf(f, ")\n");
