@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/util.h"
 #include "store/store_int.h"
@@ -333,6 +334,25 @@ bfdb_store_set_interrupt(bfdb_store *s, int (*fn)(void *), void *arg)
 
 /* ---- open and close ---------------------------------------------------- */
 
+/*
+ * busy_retry - whether to try a statement again after SQLITE_BUSY while
+ * opening.  Several processes creating the same file at once meet in
+ * SQLite's rollback-journal locks before WAL mode is on, where SQLite
+ * may return BUSY at once instead of calling the busy handler (to avoid
+ * a deadlock); waiting a moment and retrying is the way out.  Bounded by
+ * the busy timeout.
+ */
+static int
+busy_retry(int rc, int *waited_ms, int limit_ms)
+{
+    if ((rc & 0xff) != SQLITE_BUSY || *waited_ms >= limit_ms)
+        return 0;
+    struct timespec ts = {0, 5 * 1000000L};
+    nanosleep(&ts, NULL);
+    *waited_ms += 5;
+    return 1;
+}
+
 static int
 table_exists(sqlite3 *db, const char *name)
 {
@@ -416,7 +436,11 @@ store_prepare_schema(bfdb_store *s)
     char *emsg = NULL;
     int rc;
 
-    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int waited = 0;
+    while ((rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) !=
+               SQLITE_OK &&
+           busy_retry(rc, &waited, s->busy_ms))
+        ;
     if (rc != SQLITE_OK)
         return store_fail(s, rc, "could not lock the store");
 
@@ -469,7 +493,7 @@ fail:
 static int
 store_set_pragmas(bfdb_store *s, const struct bfdb_store_opts *o)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc;
 
     sqlite3_busy_timeout(s->db, o->busy_timeout_ms > 0
@@ -478,10 +502,24 @@ store_set_pragmas(bfdb_store *s, const struct bfdb_store_opts *o)
 
     /* journal_mode=WAL is persistent in the file; it needs the first read
      * of the header, so it is also where "not a database" shows up */
-    rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-    if (rc != SQLITE_OK)
+    int waited = 0;
+    s->busy_ms = o->busy_timeout_ms > 0 ? o->busy_timeout_ms
+                                        : BFDB_DEFAULT_BUSY_TIMEOUT_MS;
+    for (;;) {
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st,
+                                NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW)
+                break;
+            sqlite3_finalize(st);
+            st = NULL;
+        }
+        if (!busy_retry(rc, &waited, s->busy_ms))
+            break;
+    }
+    if (st == NULL)
         return store_fail(s, rc, "could not set WAL mode");
-    rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         rc = store_fail(s, rc, "could not set WAL mode");
         sqlite3_finalize(st);

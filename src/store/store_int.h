@@ -43,6 +43,7 @@ struct bfdb_store {
     int (*interrupt_fn)(void *);
     void *interrupt_arg;
     int busy;               /* a reader, writer or query is open on s */
+    int busy_ms;            /* the busy timeout */
     int raw_dml;            /* the raw statement being prepared writes rows */
     int (*txn_committed)(void *, uint64_t); /* see set_txn_oracle */
     void *txn_arg;
