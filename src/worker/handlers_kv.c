@@ -3,8 +3,8 @@
  *
  * Get/Set/Delete answer each request in order; Eq/NotEq read keys until
  * the answer is known (false as soon as it is) or the client half-closes.
- * BeginTransaction and friends are not registered: the catch-all answers
- * them UNIMPLEMENTED until transactions exist.
+ * Requests naming a transaction_id run inside it (handlers_txn.c); the
+ * transaction RPCs themselves are in handlers_txn.c.
  */
 #include "config.h"
 
