@@ -26,8 +26,20 @@
 
 /* ---- shared with the kv and blob handlers --------------------------------- */
 
+/* drop_staged - discard everything the transaction staged and free its
+ * locks (its slot is left to the caller) */
+static void
+drop_staged(struct worker *w, struct bfdb_txn_slot *s)
+{
+    if (bfdb_txn_discard(w->kv, s->num) != BFDB_OK ||
+        bfdb_txn_discard(w->blob, s->num) != BFDB_OK)
+        log_warn("could not discard a transaction's staged writes; they go "
+                 "at the next start");
+    bfdb_locktab_release_txn(w->shm->locktab, s->num);
+}
+
 /* settle_aborted - a transaction the master aborted (expired, its worker
- * died): discard what it staged, free its locks, record how it ended */
+ * died): drop what it staged, record how it ended */
 static void
 settle_aborted(struct worker *w, struct bfdb_txn_slot *s)
 {
@@ -36,11 +48,7 @@ settle_aborted(struct worker *w, struct bfdb_txn_slot *s)
     if (!__atomic_compare_exchange_n(&s->cleanup, &zero, 1, 0,
                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
         return; /* another worker is at it */
-    if (bfdb_txn_discard(w->kv, s->num) != BFDB_OK ||
-        bfdb_txn_discard(w->blob, s->num) != BFDB_OK)
-        log_warn("could not discard a transaction's staged writes; they "
-                 "go at the next start");
-    bfdb_locktab_release_txn(w->shm->locktab, s->num);
+    drop_staged(w, s);
     bfdb_txntab_end(s, s->outcome ? (int)s->outcome
                                   : BFDB_TXN_OUT_ROLLED_BACK);
 }
@@ -69,28 +77,35 @@ state_text(struct bfdb_txn_slot *s)
     }
 }
 
-struct bfdb_txn_slot *
-h_txn_enter(struct call *c, const ProtobufCBinaryData *id, int write)
+/*
+ * txn_open - the ACTIVE transaction id names, marked busy for this worker
+ * (settling it first if it expired or the master aborted it).  NULL with
+ * msg saying why and *busy set if another call kept it busy beyond
+ * lock_wait.  text receives the id as text.
+ */
+static struct bfdb_txn_slot *
+txn_open(struct worker *w, const ProtobufCBinaryData *id, char text[37],
+         char *msg, size_t cap, int *busy)
 {
-    struct worker *w = c->w;
     uint8_t raw[16];
-    char text[37];
 
+    *busy = 0;
+    text[0] = '\0';
     if (bfdb_txn_id_parse(id->data, id->len, raw) != 0) {
-        call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
-                  "unknown transaction_id (not one BeginTransaction gave)");
+        snprintf(msg, cap, "unknown transaction_id (not one "
+                 "BeginTransaction gave)");
         return NULL;
     }
     bfdb_txn_id_format(raw, text);
     struct bfdb_txn_slot *s = bfdb_txntab_find(w->shm->txntab, raw);
     if (s == NULL) {
-        call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
-                  "unknown transaction %s", text);
+        snprintf(msg, cap, "unknown transaction %s", text);
         return NULL;
     }
     if (bfdb_txntab_enter(s, w->pid, w->cfg->lock_wait_ms) != 0) {
-        call_fail(c, GRPC_STATUS_ABORTED, "transaction %s is busy in "
-                  "another call beyond lock_wait", text);
+        snprintf(msg, cap, "transaction %s is busy in another call beyond "
+                 "lock_wait", text);
+        *busy = 1;
         return NULL;
     }
     uint32_t st = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
@@ -98,11 +113,26 @@ h_txn_enter(struct call *c, const ProtobufCBinaryData *id, int write)
         expire(w, s);
     else if (st == BFDB_TXN_ABORTED)
         settle_aborted(w, s);
-    st = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
-    if (st != BFDB_TXN_ACTIVE || memcmp(s->id, raw, 16) != 0) {
-        call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "transaction %s %s",
-                  text, state_text(s));
+    if (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) != BFDB_TXN_ACTIVE ||
+        memcmp(s->id, raw, 16) != 0) {
+        snprintf(msg, cap, "transaction %s %s", text, state_text(s));
         bfdb_txntab_leave(s, w->pid);
+        return NULL;
+    }
+    return s;
+}
+
+struct bfdb_txn_slot *
+h_txn_enter(struct call *c, const ProtobufCBinaryData *id, int write)
+{
+    struct worker *w = c->w;
+    char text[37], msg[256];
+    int busy;
+
+    struct bfdb_txn_slot *s = txn_open(w, id, text, msg, sizeof(msg), &busy);
+    if (s == NULL) {
+        call_fail(c, busy ? GRPC_STATUS_ABORTED
+                          : GRPC_STATUS_FAILED_PRECONDITION, "%s", msg);
         return NULL;
     }
     if (write && s->read_only) {
@@ -128,11 +158,7 @@ h_txn_recheck(struct call *c, struct bfdb_txn_slot *s, int fail_call)
 
     if (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) == BFDB_TXN_ACTIVE)
         return 0;
-    if (bfdb_txn_discard(w->kv, s->num) != BFDB_OK ||
-        bfdb_txn_discard(w->blob, s->num) != BFDB_OK)
-        log_warn("could not discard a transaction's staged writes; they go "
-                 "at the next start");
-    bfdb_locktab_release_txn(w->shm->locktab, s->num);
+    drop_staged(w, s);
     if (fail_call) {
         bfdb_txn_id_format(s->id, text);
         call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "transaction %s %s",
@@ -220,35 +246,13 @@ end_reply(struct call *c, int success, const char *fmt, ...)
 static struct bfdb_txn_slot *
 end_find(struct call *c, const ProtobufCBinaryData *id, char text[37])
 {
-    struct worker *w = c->w;
-    uint8_t raw[16];
+    char msg[256];
+    int busy;
 
-    if (bfdb_txn_id_parse(id->data, id->len, raw) != 0) {
-        end_reply(c, 0, "unknown transaction_id (not one BeginTransaction "
-                  "gave)");
-        return NULL;
-    }
-    bfdb_txn_id_format(raw, text);
-    struct bfdb_txn_slot *s = bfdb_txntab_find(w->shm->txntab, raw);
-    if (s == NULL) {
-        end_reply(c, 0, "unknown transaction %s", text);
-        return NULL;
-    }
-    if (bfdb_txntab_enter(s, w->pid, w->cfg->lock_wait_ms) != 0) {
-        end_reply(c, 0, "transaction %s is busy in another call", text);
-        return NULL;
-    }
-    uint32_t st = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
-    if (st == BFDB_TXN_ACTIVE && bfdb_txn_now_ms() > s->deadline_ms)
-        expire(w, s);
-    else if (st == BFDB_TXN_ABORTED)
-        settle_aborted(w, s);
-    if (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) != BFDB_TXN_ACTIVE ||
-        memcmp(s->id, raw, 16) != 0) {
-        end_reply(c, 0, "transaction %s %s", text, state_text(s));
-        bfdb_txntab_leave(s, w->pid);
-        return NULL;
-    }
+    struct bfdb_txn_slot *s = txn_open(c->w, id, text, msg, sizeof(msg),
+                                       &busy);
+    if (s == NULL)
+        end_reply(c, 0, "%s", msg);
     return s;
 }
 
@@ -256,11 +260,7 @@ end_find(struct call *c, const ProtobufCBinaryData *id, char text[37])
 static void
 rollback_staged(struct worker *w, struct bfdb_txn_slot *s, int outcome)
 {
-    if (bfdb_txn_discard(w->kv, s->num) != BFDB_OK ||
-        bfdb_txn_discard(w->blob, s->num) != BFDB_OK)
-        log_warn("could not discard a transaction's staged writes; they go "
-                 "at the next start");
-    bfdb_locktab_release_txn(w->shm->locktab, s->num);
+    drop_staged(w, s);
     bfdb_txntab_end(s, outcome);
 }
 
