@@ -18,16 +18,6 @@
 #include "shm/cache.h"
 #include "worker/worker.h"
 
-static void
-add(struct bfdb_counters *to, const struct bfdb_counters *from)
-{
-    const uint64_t *f = (const uint64_t *)from;
-    uint64_t *t = (uint64_t *)to;
-
-    for (size_t i = 0; i < sizeof(*from) / sizeof(uint64_t); i++)
-        t[i] += __atomic_load_n(&f[i], __ATOMIC_RELAXED);
-}
-
 static uint64_t
 sum(const uint64_t *v)
 {
@@ -121,7 +111,7 @@ cli_stats(int argc, char **argv)
     struct bfdb_counters total, retired;
     memset(&total, 0, sizeof(total));
     memset(&retired, 0, sizeof(retired));
-    add(&retired, &h->retired);
+    bfdb_counters_add(&retired, &h->retired);
     for (int k = 0; k < BFDB_SHM_RECORDS; k++) {
         struct bfdb_shm_record *rec = &shm.records[k];
         pid_t pid = __atomic_load_n(&rec->pid, __ATOMIC_RELAXED);
@@ -129,17 +119,17 @@ cli_stats(int argc, char **argv)
             continue;
         struct bfdb_counters c;
         memset(&c, 0, sizeof(c));
-        add(&c, &rec->c);
+        bfdb_counters_add(&c, &rec->c);
         char who[24];
         if (rec->slot >= 0)
             snprintf(who, sizeof(who), "worker%d", rec->slot);
         else
             snprintf(who, sizeof(who), "cli");
         row(who, (long)pid, &c);
-        add(&total, &c);
+        bfdb_counters_add(&total, &c);
     }
     row("exited", 0, &retired);
-    add(&total, &retired);
+    bfdb_counters_add(&total, &retired);
     row("total", 0, &total);
 
     printf("\n%-32s %10s %8s\n", "method", "calls", "errors");

@@ -335,8 +335,8 @@ bfdb_shm_claim(bfdb_shm *shm, int index, int slot)
     return r;
 }
 
-static void
-add_counters(struct bfdb_counters *to, const struct bfdb_counters *from)
+void
+bfdb_counters_add(struct bfdb_counters *to, const struct bfdb_counters *from)
 {
     const uint64_t *f = (const uint64_t *)from;
     uint64_t *t = (uint64_t *)to;
@@ -371,7 +371,7 @@ reap_record(bfdb_shm *shm, struct bfdb_shm_record *r, pid_t pid)
     if (n > 0)
         log_info("released %d lock%s held by process %ld", n,
                  n == 1 ? "" : "s", (long)pid);
-    add_counters(&shm->hdr->retired, &r->c);
+    bfdb_counters_add(&shm->hdr->retired, &r->c);
     memset(&r->c, 0, sizeof(r->c));
     __atomic_store_n(&r->pid, 0, __ATOMIC_SEQ_CST);
 }

@@ -153,6 +153,11 @@ void bfdb_shm_reap(bfdb_shm *shm, pid_t pid);
  * process is gone */
 void bfdb_shm_reap_dead_cli(bfdb_shm *shm);
 
+/* bfdb_counters_add - add every counter of from to to (atomic adds, so
+ * to may be shared; reads of from are relaxed atomic loads) */
+void bfdb_counters_add(struct bfdb_counters *to,
+                       const struct bfdb_counters *from);
+
 /* bfdb_shm_stripe - the stripe of a kv key */
 uint32_t bfdb_shm_stripe(const void *key, size_t len);
 
