@@ -21,6 +21,12 @@ static const char usage_text[] =
     "                 update ID all FILE [METADATA] | delete ID |\n"
     "                 eq-data ID... | not-eq-data ID...\n"
     "       buffdb query [--target kv|blob] [-s PATH] SQL\n"
+    "       buffdb index [-s PATH] create NAME --type hash|btree [--unique]\n"
+    "                 [--prefix P] [--json-path PATH]\n"
+    "                 [--value-type string|integer|float] |\n"
+    "                 drop NAME | list | lookup NAME VALUE [--limit N] |\n"
+    "                 range NAME [--from X] [--to Y] [--limit N] |\n"
+    "                 check NAME | rebuild [NAME]\n"
     "       buffdb stats [-s KV_STORE] [--shm-dir DIR] [--locks]\n"
     "       buffdb --help | --version\n"
     "\n"
@@ -53,6 +59,8 @@ main(int argc, char **argv)
         return cli_blob(argc - 1, argv + 1);
     if (strcmp(cmd, "query") == 0)
         return cli_query(argc - 1, argv + 1);
+    if (strcmp(cmd, "index") == 0)
+        return cli_index(argc - 1, argv + 1);
     if (strcmp(cmd, "stats") == 0)
         return cli_stats(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)

@@ -27,6 +27,7 @@ int cli_kv(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_blob(int argc, char **argv);
 int cli_query(int argc, char **argv);
+int cli_index(int argc, char **argv);
 
 /* cli_usage_error - print "buffdb: <msg>" and a hint to stderr; CLI_USAGE */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

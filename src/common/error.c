@@ -24,6 +24,8 @@ bfdb_strerror(int code)
     case BFDB_ETOOBIG: return "too big";
     case BFDB_EINTERRUPTED: return "interrupted";
     case BFDB_EINTERNAL: return "internal error";
+    case BFDB_EEXIST: return "already exists";
+    case BFDB_EPRECOND: return "failed precondition";
     }
     return "unknown error";
 }

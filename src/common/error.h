@@ -24,7 +24,11 @@ enum bfdb_err {
     BFDB_ECANTOPEN = -11,  /* store file cannot be opened or created */
     BFDB_ETOOBIG = -12,    /* value too large */
     BFDB_EINTERRUPTED = -13, /* cancelled or past its deadline */
-    BFDB_EINTERNAL = -14   /* a bug: should not happen */
+    BFDB_EINTERNAL = -14,  /* a bug: should not happen */
+    BFDB_EEXIST = -15,     /* name taken; unique index value taken */
+    BFDB_EPRECOND = -16    /* the request does not fit the object's state
+                            * (Range on a hash index, data breaking a new
+                            * unique index) */
 };
 
 /* bfdb_strerror - a short lowercase name for an error code */

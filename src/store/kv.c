@@ -81,7 +81,8 @@ bfdb_kv_set(bfdb_store *s, const char *key, size_t klen, const char *val,
     if ((rc = bind_bytes_text(st, 1, key, klen)) != SQLITE_OK ||
         (rc = bind_bytes_text(st, 2, val, vlen)) != SQLITE_OK)
         return store_fail(s, rc, "could not bind key and value");
-    return store_exec_stmt(s, ST_KV_SET, "could not set key");
+    rc = store_exec_stmt(s, ST_KV_SET, "could not set key");
+    return store_index_conflict(s, rc, key, klen, val, vlen);
 }
 
 int

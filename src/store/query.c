@@ -204,7 +204,9 @@ raw_step_error(bfdb_store *s, sqlite3_stmt *st, int rc)
     int code = store_error(rc);
     if (code == BFDB_EINTERNAL)
         code = BFDB_ESQL;
-    return store_failf(s, code, "%s", sqlite3_errmsg(s->db));
+    code = store_failf(s, code, "%s", sqlite3_errmsg(s->db));
+    /* a unique index refusing the write: ALREADY_EXISTS, not bad SQL */
+    return store_index_conflict(s, code, NULL, 0, NULL, 0);
 }
 
 int

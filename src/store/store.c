@@ -45,7 +45,13 @@ static const char schema_kv[] =
     "  key TEXT NOT NULL, value TEXT, PRIMARY KEY (txn, seq));"
     "CREATE INDEX IF NOT EXISTS buffdb_txn_kv_key"
     "  ON buffdb_txn_kv (txn, key, seq);"
-    "CREATE TABLE IF NOT EXISTS buffdb_txn_done (txn INTEGER PRIMARY KEY);";
+    "CREATE TABLE IF NOT EXISTS buffdb_txn_done (txn INTEGER PRIMARY KEY);"
+    /* secondary index definitions; entries and triggers: index.c */
+    "CREATE TABLE IF NOT EXISTS buffdb_index ("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    "  type INTEGER NOT NULL, uniq INTEGER NOT NULL,"
+    "  key_prefix BLOB NOT NULL, json_path TEXT NOT NULL,"
+    "  value_type INTEGER NOT NULL, created INTEGER NOT NULL);";
 
 static const char schema_blob[] =
     "CREATE TABLE IF NOT EXISTS blob (data BLOB, metadata TEXT);"

@@ -289,4 +289,121 @@ int bfdb_txn_blob_finish(bfdb_store *blob, bfdb_store *kv, uint64_t txn);
 int bfdb_txn_recover(bfdb_store *kv, bfdb_store *blob, uint64_t txn,
                      int had_blob, int *committed);
 
+/* ---- secondary indexes (index.c) -------------------------------------- */
+/*
+ * An index maps a value derived from each kv row (the whole value, or one
+ * JSON field of it) to the keys holding it.  Definitions live in the kv
+ * file (buffdb_index); the entries of index number N live in the kv file
+ * too (table buffdb_ix_N), kept by SQLite triggers on the kv table, so
+ * every write (kv_set, kv_delete, a transaction's commit, raw SQL, the
+ * CLI, another program) changes the indexes in the same SQLite
+ * transaction as the row.  A write that would give a unique index's value
+ * to a second key fails as a whole with BFDB_EEXIST (the message names
+ * the index, the value and the key already holding it).
+ *
+ * Values and their order, by value type:
+ *   STRING   bytes, compared bytewise.  With a JSON path: JSON strings
+ *            (their text) and JSON integers (their decimal text).
+ *   INTEGER  64-bit integers: a JSON integer, or text that is one (the
+ *            whole value "42", a JSON string "42").  Anything else, and
+ *            integers beyond 64 bits, is not indexed.
+ *   FLOAT    numbers (integers and reals compare numerically): a JSON
+ *            number, or text that is one.
+ * A JSON-path index skips values that are not JSON or lack the field.
+ * HASH and BTREE indexes are stored alike (SQLite B-trees); a HASH index
+ * refuses Range (BFDB_EPRECOND), so it may change representation later.
+ */
+enum bfdb_index_type { BFDB_INDEX_HASH = 0, BFDB_INDEX_BTREE = 1 };
+enum bfdb_index_vtype { BFDB_IV_STRING = 0, BFDB_IV_INTEGER = 1,
+                        BFDB_IV_FLOAT = 2 };
+
+#define BFDB_INDEX_NAME_MAX 128   /* bytes; [A-Za-z0-9_.:-] */
+#define BFDB_INDEX_PREFIX_MAX 1024
+#define BFDB_INDEX_PATH_MAX 256
+
+struct bfdb_index_spec {
+    char *name;           /* NUL-terminated */
+    int type;             /* enum bfdb_index_type */
+    int unique;
+    char *key_prefix;     /* prefix_len bytes (NUL-terminated past them) */
+    size_t prefix_len;    /* 0: every key */
+    char *json_path;      /* NULL or "": the whole value */
+    int value_type;       /* enum bfdb_index_vtype */
+};
+
+/*
+ * bfdb_index_create - define an index and fill it from the existing rows
+ * (one write transaction); *indexed (may be NULL) receives the number of
+ * keys it holds.  BFDB_EINVAL for a bad spec (name, type, path),
+ * BFDB_EEXIST if the name is taken, BFDB_EPRECOND if existing rows
+ * already break unique (nothing is created then).
+ */
+int bfdb_index_create(bfdb_store *kv, const struct bfdb_index_spec *spec,
+                      uint64_t *indexed);
+
+/* bfdb_index_drop - remove the index, its entries and triggers;
+ * BFDB_ENOTFOUND if there is none */
+int bfdb_index_drop(bfdb_store *kv, const char *name);
+
+/* bfdb_index_get - the definition of name; BFDB_ENOTFOUND.  Free the
+ * strings with bfdb_index_spec_clear. */
+int bfdb_index_get(bfdb_store *kv, const char *name,
+                   struct bfdb_index_spec *spec);
+void bfdb_index_spec_clear(struct bfdb_index_spec *spec);
+
+/* bfdb_index_list - every definition, by name; free with
+ * bfdb_index_list_free */
+int bfdb_index_list(bfdb_store *kv, struct bfdb_index_spec **specs,
+                    size_t *n);
+void bfdb_index_list_free(struct bfdb_index_spec *specs, size_t n);
+
+/*
+ * Lookups.  An iterator holds a read transaction on kv until closed (kv
+ * must not be used for anything else meanwhile, as with a blob reader).
+ * bfdb_index_lookup: keys whose value equals value, in key order.
+ * bfdb_index_range: keys whose value lies in [lower, upper] (NULL: that
+ * side open), in value order then key order; BTREE only (BFDB_EPRECOND on
+ * a HASH index).  Both: BFDB_ENOTFOUND for an unknown index, BFDB_EINVAL
+ * for a value or bound that is not of the index's value type.  limit 0:
+ * no limit.
+ */
+typedef struct bfdb_index_iter bfdb_index_iter;
+
+int bfdb_index_lookup(bfdb_store *kv, const char *name, const char *value,
+                      size_t vlen, uint32_t limit, bfdb_index_iter **it);
+int bfdb_index_range(bfdb_store *kv, const char *name, const char *lower,
+                     size_t llen, const char *upper, size_t ulen,
+                     uint32_t limit, bfdb_index_iter **it);
+/* bfdb_index_next - 1: *key and *val point at the next entry (the key's
+ * current value), valid until the next call; 0: done; < 0: error */
+int bfdb_index_next(bfdb_index_iter *it, const char **key, size_t *klen,
+                    const char **val, size_t *vlen);
+void bfdb_index_iter_close(bfdb_index_iter *it);
+
+/*
+ * bfdb_index_check - compare index name's entries with a full scan of the
+ * kv table: *missing entries the scan finds and the index lacks, *extra
+ * the other way round.  bfdb_index_rebuild - refill name (NULL: every
+ * index) from a full scan in one transaction; *entries (may be NULL) the
+ * number of entries written.
+ */
+int bfdb_index_check(bfdb_store *kv, const char *name, uint64_t *missing,
+                     uint64_t *extra);
+int bfdb_index_rebuild(bfdb_store *kv, const char *name, uint64_t *entries);
+
+/*
+ * bfdb_index_recover - for start-up after an unclean stop: check every
+ * index and rebuild the ones that differ from a full scan; *checked and
+ * *rebuilt (may be NULL) count them.
+ */
+int bfdb_index_recover(bfdb_store *kv, int *checked, int *rebuilt);
+
+/*
+ * bfdb_store_mark_running - record in the kv file that a server runs on
+ * it (running 1, at start) or stopped cleanly (running 0); with running
+ * 1, *was_unclean (may be NULL) says whether the previous server never
+ * recorded its clean stop.
+ */
+int bfdb_store_mark_running(bfdb_store *kv, int running, int *was_unclean);
+
 #endif /* BFDB_STORE_STORE_H */

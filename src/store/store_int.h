@@ -70,6 +70,12 @@ int store_begin(bfdb_store *s, int immediate);
 int store_commit(bfdb_store *s);
 void store_rollback(bfdb_store *s);
 
+/* store_index_conflict - after kv write failed with rc: BFDB_EEXIST with
+ * a message naming the unique index (and, key known, the value and the
+ * key holding it) if one refused it; else rc unchanged (index.c) */
+int store_index_conflict(bfdb_store *s, int rc, const char *key, size_t klen,
+                         const char *val, size_t vlen);
+
 /* store_check_free - BFDB_EINTERNAL if a reader/writer/query is open */
 int store_check_free(bfdb_store *s);
 

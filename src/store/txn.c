@@ -185,11 +185,12 @@ bfdb_txn_kv_commit(bfdb_store *kv, uint64_t txn, int blob_prepared)
         return rc;
     if ((rc = store_begin(kv, 1)) != BFDB_OK)
         return rc;
-    /* the last staged write of each key wins */
+    /* the last staged write of each key wins.  Every key it writes goes
+     * first, then the sets go in: so a unique index sees the end state
+     * (two keys swapping values do not collide half-way) */
     rc = run(kv,
-             "DELETE FROM kv WHERE key IN (SELECT t.key FROM buffdb_txn_kv t"
-             " WHERE t.txn = ?1 AND t.op = 2 AND t.seq = (SELECT max(seq)"
-             " FROM buffdb_txn_kv u WHERE u.txn = ?1 AND u.key = t.key))",
+             "DELETE FROM kv WHERE key IN (SELECT key FROM buffdb_txn_kv"
+             " WHERE txn = ?1)",
              txn, 0, "could not apply staged deletes");
     if (rc == BFDB_OK)
         rc = run(kv,
@@ -199,6 +200,8 @@ bfdb_txn_kv_commit(bfdb_store *kv, uint64_t txn, int blob_prepared)
                  " WHERE u.txn = ?1 AND u.key = t.key) AND true"
                  " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  txn, 0, "could not apply staged sets");
+    if (rc != BFDB_OK)
+        rc = store_index_conflict(kv, rc, NULL, 0, NULL, 0);
     if (rc == BFDB_OK && blob_prepared)
         rc = run(kv, "INSERT OR IGNORE INTO buffdb_txn_done (txn) VALUES (?1)",
                  txn, 0, "could not mark the commit");

@@ -1,0 +1,2 @@
+/* handlers_index.c - being written */
+#include "config.h"

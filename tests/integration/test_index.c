@@ -1,0 +1,2 @@
+/* test_index.c - being written */
+#include <criterion/criterion.h>
