@@ -254,9 +254,49 @@ recover_transactions(const struct bfdb_config *c, char *err, size_t errlen)
     if (rc != BFDB_OK)
         snprintf(err, errlen, "could not recover transactions: %s",
                  bfdb_store_errmsg(kv));
+    /* the indexes are kept by triggers inside each write's own SQLite
+     * transaction, so a crash cannot tear them; after an unclean stop
+     * they are checked against a full scan all the same, and rebuilt if
+     * anything (a writer without the triggers, a damaged file) differs */
+    int unclean = 0, checked = 0, rebuilt = 0;
+    if (rc == BFDB_OK &&
+        (rc = bfdb_store_mark_running(kv, 1, &unclean)) != BFDB_OK)
+        snprintf(err, errlen, "could not mark the kv store in use: %s",
+                 bfdb_store_errmsg(kv));
+    if (rc == BFDB_OK && unclean) {
+        rc = bfdb_index_recover(kv, &checked, &rebuilt);
+        if (rc != BFDB_OK)
+            snprintf(err, errlen, "could not check the indexes: %s",
+                     bfdb_store_errmsg(kv));
+        else if (checked > 0)
+            log_warn("unclean stop before: %d index(es) checked against "
+                       "the kv table, %d rebuilt", checked, rebuilt);
+    }
     bfdb_store_close(blob);
     bfdb_store_close(kv);
     return rc == BFDB_OK ? 0 : -1;
+}
+
+/* mark_stopped - record the clean stop (see recover_transactions) */
+static void
+mark_stopped(const struct bfdb_config *c)
+{
+    struct bfdb_store_opts o = {0};
+    bfdb_store *kv;
+    char err[512];
+
+    o.sync = c->sync;
+    o.busy_timeout_ms = c->busy_timeout_ms;
+    o.skip_schema = 1;
+    if (bfdb_store_open(&kv, BFDB_STORE_KV, c->kv_store, &o, err,
+                        sizeof(err)) != BFDB_OK) {
+        log_warn("could not record the clean stop: %s", err);
+        return;
+    }
+    if (bfdb_store_mark_running(kv, 0, NULL) != BFDB_OK)
+        log_warn("could not record the clean stop: %s",
+                 bfdb_store_errmsg(kv));
+    bfdb_store_close(kv);
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -739,6 +779,7 @@ master_run(int argc, char **argv)
         }
     }
     int rc = loop();
+    mark_stopped(&m.cfg);
     int fd = bfdb_shm_lock(m.shm_dir, 1, err, sizeof(err));
     __atomic_store_n(&m.shm.hdr->running, 0, __ATOMIC_SEQ_CST);
     bfdb_shm_unlock(fd);

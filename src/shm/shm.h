@@ -27,12 +27,12 @@
 #include "shm/txntab.h"
 
 #define BFDB_SHM_MAGIC "BFDBSHM1"
-#define BFDB_SHM_VERSION 1
+#define BFDB_SHM_VERSION 2
 #define BFDB_SHM_STRIPES 4096          /* power of two */
 #define BFDB_SHM_WORKER_RECORDS 512    /* the master's process table */
 #define BFDB_SHM_CLI_RECORDS 32
 #define BFDB_SHM_RECORDS (BFDB_SHM_WORKER_RECORDS + BFDB_SHM_CLI_RECORDS)
-#define BFDB_SHM_METHODS 16
+#define BFDB_SHM_METHODS 32
 #define BFDB_SHM_REFBITS 65536         /* CLOCK reference bits */
 #define BFDB_SHM_TXN_SLOTS 1024        /* open or recently ended txns */
 

@@ -184,8 +184,9 @@ prefix_sql(const char *prefix, size_t plen, const char *k)
         return NULL;
     for (size_t i = 0; i < plen; i++)
         snprintf(hex + i * 2, 3, "%02x", (unsigned char)prefix[i]);
-    char *r = sqlite3_mprintf("(substr(CAST(%s AS BLOB), 1, %zu) = X'%s')",
-                              k, plen, hex);
+    /* (sqlite3_mprintf knows no %zu) */
+    char *r = sqlite3_mprintf("(substr(CAST(%s AS BLOB), 1, %lld) = X'%s')",
+                              k, (long long)plen, hex);
     free(hex);
     return r;
 }

@@ -134,3 +134,48 @@ h_blob_name(uint64_t id, char out[9])
     out[0] = 'b';
     memcpy(out + 1, &id, 8);
 }
+
+/* ---- pooled connections ------------------------------------------------ */
+
+bfdb_store *
+h_conn_take(struct call *c, int target)
+{
+    const struct bfdb_config *cfg = c->w->cfg;
+    struct worker *w = c->w;
+    struct bfdb_store_opts o = {0};
+    bfdb_store *conn = NULL;
+    char err[1024];
+
+    if (w->qpool_n[target] > 0) {
+        conn = w->qpool[target][--w->qpool_n[target]];
+    } else {
+        o.sync = cfg->sync;
+        o.busy_timeout_ms = cfg->busy_timeout_ms;
+        o.no_create = 1;
+        o.skip_schema = 1;
+        int rc = bfdb_store_open(&conn,
+                                 target ? BFDB_STORE_BLOB : BFDB_STORE_KV,
+                                 target ? cfg->blob_store : cfg->kv_store, &o,
+                                 err, sizeof(err));
+        if (rc != BFDB_OK) {
+            call_fail(c, call_store_status(rc), "%s", err);
+            return NULL;
+        }
+    }
+    bfdb_store_set_interrupt(conn, call_expired, c);
+    return conn;
+}
+
+void
+h_conn_give(struct worker *w, int target, bfdb_store *conn)
+{
+    if (conn == NULL)
+        return;
+    /* keep a few connections for the next calls: opening one costs more
+     * than a short query */
+    bfdb_store_set_interrupt(conn, NULL, NULL);
+    if (w->qpool_n[target] < 4)
+        w->qpool[target][w->qpool_n[target]++] = conn;
+    else
+        bfdb_store_close(conn);
+}

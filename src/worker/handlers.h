@@ -10,6 +10,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "shm/txntab.h"
+#include "store/store.h"
 #include "worker/call.h"
 
 struct worker;
@@ -22,6 +23,9 @@ extern const struct bfdb_method bfdb_method_blob_get, bfdb_method_blob_store,
     bfdb_method_blob_eq_data, bfdb_method_blob_not_eq_data;
 extern const struct bfdb_method bfdb_method_query_query,
     bfdb_method_query_execute;
+extern const struct bfdb_method bfdb_method_index_create,
+    bfdb_method_index_drop, bfdb_method_index_list, bfdb_method_index_lookup,
+    bfdb_method_index_range;
 
 /* h_printable - a bounded, escaped copy of a key for messages */
 const char *h_printable(const ProtobufCBinaryData *b, char *buf, size_t cap);
@@ -50,6 +54,15 @@ void h_blob_name(uint64_t id, char out[9]);
 int h_lock(struct call *c, struct bfdb_txn_slot *t, const void *name,
            size_t len, const char *what);
 void h_unlock(struct call *c, const void *name, size_t len);
+
+/* h_conn_take - a SQLite connection of the call's own to the kv (target
+ * 0) or blob (1) store, from the worker's small pool or newly opened,
+ * polling the call's deadline; NULL after failing the call.  A statement
+ * left open on the worker's shared connection would hold its transaction
+ * open and delay other calls' commits: streams (Query, index Lookup)
+ * read from one of these.  h_conn_give puts it back (NULL: no-op). */
+bfdb_store *h_conn_take(struct call *c, int target);
+void h_conn_give(struct worker *w, int target, bfdb_store *conn);
 
 /* Eq/NotEq/EqData/NotEqData share these: c->state is a struct bfdb_cmp.
  * h_cmp_reply sends the BoolValue and ends the call; h_cmp_end answers

@@ -81,31 +81,8 @@ parse_raw(struct call *c, const uint8_t *data, size_t len)
 static bfdb_store *
 query_conn(struct call *c, struct query_state *st, int target)
 {
-    const struct bfdb_config *cfg = c->w->cfg;
-    struct bfdb_store_opts o = {0};
-    char err[1024];
-
-    if (st->conn[target] != NULL)
-        return st->conn[target];
-    struct worker *w = c->w;
-    if (w->qpool_n[target] > 0) {
-        st->conn[target] = w->qpool[target][--w->qpool_n[target]];
-        bfdb_store_set_interrupt(st->conn[target], call_expired, c);
-        return st->conn[target];
-    }
-    o.sync = cfg->sync;
-    o.busy_timeout_ms = cfg->busy_timeout_ms;
-    o.no_create = 1;
-    o.skip_schema = 1;
-    int rc = bfdb_store_open(&st->conn[target],
-                             target ? BFDB_STORE_BLOB : BFDB_STORE_KV,
-                             target ? cfg->blob_store : cfg->kv_store, &o, err,
-                             sizeof(err));
-    if (rc != BFDB_OK) {
-        call_fail(c, call_store_status(rc), "%s", err);
-        return NULL;
-    }
-    bfdb_store_set_interrupt(st->conn[target], call_expired, c);
+    if (st->conn[target] == NULL)
+        st->conn[target] = h_conn_take(c, target);
     return st->conn[target];
 }
 
@@ -255,18 +232,8 @@ query_cleanup(struct call *c)
     if (st == NULL)
         return;
     query_close(c, st);
-    /* keep a few connections for the next calls: opening one costs more
-     * than a short query */
-    for (int t = 0; t < 2; t++) {
-        bfdb_store *conn = st->conn[t];
-        if (conn == NULL)
-            continue;
-        bfdb_store_set_interrupt(conn, NULL, NULL);
-        if (c->w->qpool_n[t] < 4)
-            c->w->qpool[t][c->w->qpool_n[t]++] = conn;
-        else
-            bfdb_store_close(conn);
-    }
+    for (int t = 0; t < 2; t++)
+        h_conn_give(c->w, t, st->conn[t]);
     free(st);
     c->state = NULL;
 }

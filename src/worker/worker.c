@@ -46,6 +46,9 @@ const struct bfdb_method *const worker_methods[] = {
     &bfdb_method_blob_not_eq_data, &bfdb_method_query_query,
     &bfdb_method_query_execute, &bfdb_method_kv_begin,
     &bfdb_method_kv_commit,     &bfdb_method_kv_rollback,
+    &bfdb_method_index_create,  &bfdb_method_index_drop,
+    &bfdb_method_index_list,    &bfdb_method_index_lookup,
+    &bfdb_method_index_range,
 };
 const int worker_nmethods =
     (int)(sizeof(worker_methods) / sizeof(worker_methods[0]));
