@@ -1,0 +1,2 @@
+/* index_bench.c - being written */
+int main(void) { return 0; }
