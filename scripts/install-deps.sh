@@ -8,6 +8,7 @@ PKGS="build-essential autoconf automake libtool pkg-config
       libprotobuf-c-dev protobuf-c-compiler
       libsqlite3-dev liblmdb-dev lmdb-utils libcriterion-dev
       libinih-dev libsystemd-dev uuid-dev libssl-dev libxxhash-dev
+      libjansson-dev
       python3 python3-grpcio python3-protobuf
       sqlite3 time procps iproute2 valgrind"
 
