@@ -51,7 +51,31 @@ static const char schema_kv[] =
     "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
     "  type INTEGER NOT NULL, uniq INTEGER NOT NULL,"
     "  key_prefix BLOB NOT NULL, json_path TEXT NOT NULL,"
-    "  value_type INTEGER NOT NULL, created INTEGER NOT NULL);";
+    "  value_type INTEGER NOT NULL, created INTEGER NOT NULL);"
+    /* models: see model.c */
+    "CREATE TABLE IF NOT EXISTS buffdb_model_version ("
+    "  name TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,"
+    "  info BLOB NOT NULL, created INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, version));"
+    "CREATE TABLE IF NOT EXISTS buffdb_model_ref ("
+    "  name TEXT NOT NULL, version TEXT NOT NULL, file INTEGER NOT NULL,"
+    "  part INTEGER NOT NULL, sha256 BLOB NOT NULL, size INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, version, file, part));"
+    "CREATE INDEX IF NOT EXISTS buffdb_model_ref_sha"
+    "  ON buffdb_model_ref (sha256);"
+    "CREATE TABLE IF NOT EXISTS buffdb_model_alias ("
+    "  name TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,"
+    "  PRIMARY KEY (name, alias));"
+    "CREATE TABLE IF NOT EXISTS buffdb_model_upload ("
+    "  name TEXT NOT NULL, version TEXT NOT NULL, header BLOB NOT NULL,"
+    "  created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, version));"
+    "CREATE TABLE IF NOT EXISTS buffdb_model_upload_part ("
+    "  name TEXT NOT NULL, version TEXT NOT NULL, file INTEGER NOT NULL,"
+    "  part INTEGER NOT NULL, sha256 BLOB NOT NULL, size INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, version, file, part));"
+    "CREATE INDEX IF NOT EXISTS buffdb_model_upload_part_sha"
+    "  ON buffdb_model_upload_part (sha256);";
 
 static const char schema_blob[] =
     "CREATE TABLE IF NOT EXISTS blob (data BLOB, metadata TEXT);"
@@ -105,6 +129,20 @@ static const char schema_blob[] =
     "  UPDATE blob SET rowid = (SELECT max((SELECT max(rowid) FROM blob),"
     "      (SELECT value FROM buffdb_meta WHERE name = 'blob_id_floor')) + 1)"
     "   WHERE rowid = NEW.rowid;"
+    "END;"
+    /* model parts: one blob per distinct SHA-256 (model.c); a part whose
+     * blob is deleted (Blob.Delete, raw SQL) stops being offered */
+    "CREATE TABLE IF NOT EXISTS buffdb_model_part ("
+    "  sha256 BLOB PRIMARY KEY, blob_id INTEGER NOT NULL UNIQUE,"
+    "  size INTEGER NOT NULL);"
+    "CREATE TRIGGER IF NOT EXISTS buffdb_model_part_gone AFTER DELETE ON blob "
+    "BEGIN"
+    "  DELETE FROM buffdb_model_part WHERE blob_id = OLD.rowid;"
+    "END;"
+    "CREATE TRIGGER IF NOT EXISTS buffdb_model_part_moved AFTER UPDATE ON blob"
+    " WHEN OLD.rowid != NEW.rowid BEGIN"
+    "  UPDATE buffdb_model_part SET blob_id = NEW.rowid"
+    "   WHERE blob_id = OLD.rowid;"
     "END;";
 
 static const struct {

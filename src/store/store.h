@@ -406,4 +406,128 @@ int bfdb_index_recover(bfdb_store *kv, int *checked, int *rebuilt);
  */
 int bfdb_store_mark_running(bfdb_store *kv, int running, int *was_unclean);
 
+/* ---- models (model.c) ------------------------------------------------- */
+/*
+ * The bookkeeping behind the Model service (proto/model.proto).  Parts
+ * (at most BFDB_MODEL_PART_SIZE bytes of one file) are blobs in the blob
+ * store, one per distinct SHA-256, listed in buffdb_model_part (blob
+ * file).  Everything else is in the kv file: versions (buffdb_model_version,
+ * with the service's packed ModelInfo), which parts each version uses
+ * (buffdb_model_ref), aliases, and unfinished pushes
+ * (buffdb_model_upload, buffdb_model_upload_part).  The kv keys upstream
+ * clients read (model:<name>:<version>:metadata, model:<name>:index,
+ * model:<name>:alias:<alias>) are written in the same kv transactions, so
+ * they never disagree with the tables.  A part is garbage once no
+ * version and no unfinished push refers to it; the caller frees garbage
+ * (bfdb_model_part_free) under one lock that part writers also take.
+ */
+#define BFDB_MODEL_PART_SIZE (4u << 20)
+#define BFDB_MODEL_NAME_MAX 200
+#define BFDB_SHA256_LEN 32
+
+struct bfdb_model_part {
+    uint32_t file;
+    uint32_t part;
+    uint8_t sha[BFDB_SHA256_LEN];
+    uint64_t size;
+};
+
+/* bfdb_model_name_ok - names, versions and aliases: 1..200 bytes of
+ * A-Z a-z 0-9 . _ - / + */
+int bfdb_model_name_ok(const char *s);
+
+/* blob side --------------------------------------------------------------- */
+
+/* bfdb_model_part_put - the blob holding the part with this digest: an
+ * existing one (*stored 0) or a new one made from data with metadata meta
+ * (*stored 1), in one transaction */
+int bfdb_model_part_put(bfdb_store *blob, const uint8_t sha[BFDB_SHA256_LEN],
+                        const void *data, size_t len, const char *meta,
+                        size_t mlen, uint64_t *blob_id, int *stored);
+/* bfdb_model_part_find - the blob id and size of a part; BFDB_ENOTFOUND */
+int bfdb_model_part_find(bfdb_store *blob, const uint8_t sha[BFDB_SHA256_LEN],
+                         uint64_t *blob_id, uint64_t *size);
+/* bfdb_model_part_free - delete the part's blob and row (*bytes: its
+ * size, 0 if there was none) */
+int bfdb_model_part_free(bfdb_store *blob, const uint8_t sha[BFDB_SHA256_LEN],
+                         uint64_t *bytes);
+/* bfdb_model_part_all - the digests of every part (for a full sweep) */
+int bfdb_model_part_all(bfdb_store *blob, uint8_t (**shas)[BFDB_SHA256_LEN],
+                        size_t *n);
+
+/* kv side: unfinished pushes ----------------------------------------------- */
+
+/* bfdb_model_upload_get - the header of the unfinished push of
+ * name:version (malloc'd), its parts (file, part order; may be NULL) and
+ * when it last changed; BFDB_ENOTFOUND */
+int bfdb_model_upload_get(bfdb_store *kv, const char *name,
+                          const char *version, void **hdr, size_t *hlen,
+                          struct bfdb_model_part **parts, size_t *nparts,
+                          int64_t *updated);
+/* bfdb_model_upload_start - record a new unfinished push (replacing any
+ * old one of name:version, whose part rows go) */
+int bfdb_model_upload_start(bfdb_store *kv, const char *name,
+                            const char *version, const void *hdr,
+                            size_t hlen);
+/* bfdb_model_upload_add - one more part of it */
+int bfdb_model_upload_add(bfdb_store *kv, const char *name,
+                          const char *version,
+                          const struct bfdb_model_part *p);
+/* bfdb_model_upload_drop - forget it; *shas (may be NULL) receives the
+ * digests it used, for the caller's garbage check */
+int bfdb_model_upload_drop(bfdb_store *kv, const char *name,
+                           const char *version,
+                           uint8_t (**shas)[BFDB_SHA256_LEN], size_t *n);
+/* bfdb_model_upload_expired - name and version (2 strings each, malloc'd,
+ * in one array) of pushes unchanged since before `before` (unix s) */
+int bfdb_model_upload_expired(bfdb_store *kv, int64_t before, char ***nv,
+                              size_t *n);
+
+/* kv side: versions --------------------------------------------------------- */
+
+/*
+ * bfdb_model_commit - the commit point of a push, one kv transaction:
+ * the version row (info: the packed ModelInfo), its part references
+ * (taken from the unfinished push, which goes), the metadata key (json)
+ * and the index key.  BFDB_EEXIST if the version exists.
+ */
+int bfdb_model_commit(bfdb_store *kv, const char *name, const char *version,
+                      const void *info, size_t ilen, const char *json,
+                      size_t jlen);
+/* bfdb_model_resolve - the version name:version, name@alias (alias set)
+ * or, both NULL/empty, the newest; *version malloc'd; BFDB_ENOTFOUND */
+int bfdb_model_resolve(bfdb_store *kv, const char *name, const char *version,
+                       const char *alias, char **resolved);
+/* bfdb_model_info - a version's packed ModelInfo; BFDB_ENOTFOUND */
+int bfdb_model_info(bfdb_store *kv, const char *name, const char *version,
+                    void **info, size_t *ilen);
+/* bfdb_model_parts - a version's parts in file, part order */
+int bfdb_model_parts(bfdb_store *kv, const char *name, const char *version,
+                     struct bfdb_model_part **parts, size_t *n);
+/* bfdb_model_aliases - the aliases of name (alias[i] names version[i]),
+ * by alias; version NULL: all, else only those naming it */
+int bfdb_model_aliases(bfdb_store *kv, const char *name, const char *version,
+                       char ***aliases, char ***versions, size_t *n);
+/* bfdb_model_names - every model name with versions, by name */
+int bfdb_model_names(bfdb_store *kv, char ***names, size_t *n);
+/* bfdb_model_versions - name's versions, oldest first (packed infos) */
+int bfdb_model_versions(bfdb_store *kv, const char *name, char ***versions,
+                        void ***infos, size_t **ilens, size_t *n);
+/* bfdb_model_delete - drop a version, its references, its metadata key,
+ * and (force) the aliases naming it (else BFDB_EPRECOND naming one);
+ * rewrites the index key.  *shas: the digests it used (garbage check). */
+int bfdb_model_delete(bfdb_store *kv, const char *name, const char *version,
+                      int force, uint8_t (**shas)[BFDB_SHA256_LEN],
+                      size_t *n, char ***removed, size_t *nremoved);
+/* bfdb_model_alias_set - point alias at version (NULL/"" removes it);
+ * *previous (malloc'd, "" if none); BFDB_ENOTFOUND if version is not one */
+int bfdb_model_alias_set(bfdb_store *kv, const char *name, const char *alias,
+                         const char *version, char **previous);
+/* bfdb_model_sha_used - 1 if a version or an unfinished push uses the
+ * part, 0 if not, < 0 on error */
+int bfdb_model_sha_used(bfdb_store *kv, const uint8_t sha[BFDB_SHA256_LEN]);
+
+/* bfdb_model_strv_free - free an array of n malloc'd strings */
+void bfdb_model_strv_free(char **v, size_t n);
+
 #endif /* BFDB_STORE_STORE_H */
