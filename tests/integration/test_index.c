@@ -88,7 +88,7 @@ teardown(void)
 
 TestSuite(index, .init = setup, .fini = teardown, .timeout = 150.);
 
-/* ---- small helpers ------------------------------------------------------- */
+/* ---- small helpers ------------------------------------------------------ */
 
 /* S - a NUL-terminated string as protobuf bytes */
 static ProtobufCBinaryData
@@ -220,7 +220,7 @@ add_kv_set(struct gc_reqs *q, const char *key, const char *val)
     gc_reqs_add(q, &m.base);
 }
 
-/* ---- Kv with assertions (test thread only) --------------------------------- */
+/* ---- Kv with assertions (test thread only) ------------------------------ */
 
 /* kv_set_ok - Set, asserting OK and the echo; returns the worker's pid */
 static pid_t
@@ -395,7 +395,7 @@ execute_ok(struct gc_conn *c, const char *sql, uint64_t rows)
     gc_result_free(&r);
 }
 
-/* ---- Index requests ------------------------------------------------------ */
+/* ---- Index requests ----------------------------------------------------- */
 
 struct spec {
     const char *name;
@@ -702,7 +702,7 @@ expect_same_ents(const struct ents *a, const struct ents *b, const char *what)
                 what);
 }
 
-/* ---- reaching a particular worker ----------------------------------------- */
+/* ---- reaching a particular worker --------------------------------------- */
 
 /* conn_probe - a fresh connection and the worker it reached (a Set of a
  * probe key); *pid 0 if the probe did not answer */
@@ -737,7 +737,7 @@ conn_find_other(struct ts_server *s, pid_t pid, pid_t *got)
     return NULL;
 }
 
-/* ---- stopping and restarting ------------------------------------------------ */
+/* ---- stopping and restarting -------------------------------------------- */
 
 /* kill_server - SIGKILL the master and every worker, wait until all are
  * gone (bounded), check the log */
@@ -775,7 +775,7 @@ restart(struct ts_server *old, char **kv, char **blob)
     return ts_start(&o);
 }
 
-/* ---- model registry data ---------------------------------------------------- */
+/* ---- model registry data ------------------------------------------------ */
 
 static const char *const FW[] = {"pytorch", "onnx", "tensorflow"};
 #define NFW 3
@@ -1447,7 +1447,7 @@ Test(index, clean_restart_keeps_definitions_and_entries)
     free(blob);
 }
 
-/* ---- kill -9 during a stream of Sets ---------------------------------------- */
+/* ---- kill -9 during a stream of Sets ------------------------------------ */
 
 #define STREAM_KEYS 40
 #define STREAM_MAX 100000
