@@ -239,8 +239,8 @@ ix_list(bfdb_store *s)
     if (bfdb_index_list(s, &v, &n) != BFDB_OK)
         return cli_error("%s", bfdb_store_errmsg(s));
     for (size_t k = 0; k < n; k++) {
-        printf("%s\t%s\t%s\t%s\t", v[k].name, name_of(type_names, 2, v[k].type),
-               v[k].unique ? "unique" : "-",
+        printf("%s\t%s\t%s\t%s\t", v[k].name,
+               name_of(type_names, 2, v[k].type), v[k].unique ? "unique" : "-",
                name_of(vtype_names, 3, v[k].value_type));
         if (v[k].prefix_len)
             fwrite(v[k].key_prefix, 1, v[k].prefix_len, stdout);
@@ -273,8 +273,9 @@ ix_print(bfdb_store *s, bfdb_index_iter *it)
     return ret;
 }
 
+/* ix_check - print the counts; *differs 1 if the index is not true */
 static int
-ix_check(bfdb_store *s, const char *name)
+ix_check(bfdb_store *s, const char *name, int *differs)
 {
     uint64_t missing, extra;
 
@@ -282,9 +283,8 @@ ix_check(bfdb_store *s, const char *name)
         return cli_error("%s", bfdb_store_errmsg(s));
     printf("index %s: %" PRIu64 " missing, %" PRIu64 " extra\n", name,
            missing, extra);
-    /* a check that fails is a comparison that does not hold: exit 1, and
-     * the counts on stdout say why */
-    return missing == 0 && extra == 0 ? CLI_OK : CLI_FALSE;
+    *differs = missing != 0 || extra != 0;
+    return CLI_OK;
 }
 
 static int
@@ -355,6 +355,7 @@ cli_index(int argc, char **argv)
      * index through the triggers.
      */
     bfdb_index_iter *it = NULL;
+    int differs = 0;
     if (strcmp(cmd, "create") == 0) {
         ret = ix_create(s, &spec);
     } else if (strcmp(cmd, "drop") == 0) {
@@ -377,15 +378,17 @@ cli_index(int argc, char **argv)
         else
             ret = ix_print(s, it);
     } else if (strcmp(cmd, "check") == 0) {
-        ret = ix_check(s, ops[0]);
+        ret = ix_check(s, ops[0], &differs);
     } else {
         ret = ix_rebuild(s, nops ? ops[0] : NULL);
     }
     bfdb_store_close(s);
     free(ops);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        if (ret == CLI_OK || ret == CLI_FALSE)
-            ret = cli_error("could not write to standard output");
-    }
+    if ((fflush(stdout) != 0 || ferror(stdout)) && ret == CLI_OK)
+        ret = cli_error("could not write to standard output");
+    /* a check that finds differences is a comparison that does not hold:
+     * exit 1 with nothing on stderr, the counts on stdout say why */
+    if (ret == CLI_OK && differs)
+        ret = CLI_FALSE;
     return ret;
 }

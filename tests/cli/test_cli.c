@@ -13,6 +13,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1110,4 +1111,444 @@ Test(cli, garbage_file_is_not_a_sqlite_database)
     cr_assert(memcmp(back, junk, len) == 0, "the garbage file was changed");
     free(back);
     free(f);
+}
+
+/* ---- secondary indexes --------------------------------------------------- */
+
+/* damage - run sql on the kv store file directly, as another program with
+ * no authorizer might, to make index name disagree with the data; each
+ * "@" in sql stands for the index's entry table (buffdb_ix_<id>) */
+static void
+damage(const char *name, const char *sql)
+{
+    char *p = in("kv_store.db");
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char table[64], text[1024], *msg = NULL;
+    size_t o = 0;
+
+    cr_assert_eq(sqlite3_open(p, &db), SQLITE_OK, "could not open %s", p);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT id FROM buffdb_index WHERE "
+                                        "name = ?1", -1, &st, NULL),
+                 SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "no index %s", name);
+    snprintf(table, sizeof(table), "buffdb_ix_%lld",
+             (long long)sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+    for (const char *c = sql; *c; c++) {
+        const char *add = *c == '@' ? table : (char[2]){*c, '\0'};
+        size_t n = strlen(add);
+        cr_assert_lt(o + n, sizeof(text));
+        memcpy(text + o, add, n);
+        o += n;
+    }
+    text[o] = '\0';
+    int rc = sqlite3_exec(db, text, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", text, msg ? msg : "?");
+    sqlite3_close(db);
+    free(p);
+}
+
+Test(cli, index_create_list_lookup_range_drop_round_trip)
+{
+    RUN("kv", "set", "color:sky", "blue");
+    RUN("kv", "set", "color:grass", "green");
+    RUN("kv", "set", "color:sea", "blue");
+    RUN("kv", "set", "mood:monday", "blue"); /* outside the prefix */
+    RUN("index", "create", "colors", "--type", "btree", "--prefix", "color:");
+    EXPECT_STR(0, "created index colors: 3 keys indexed\n");
+    RUN("index", "create", "all", "--type=hash", "--unique", "--value-type",
+        "string", "--json-path", "$.x");
+    EXPECT_STR(0, "created index all: 0 keys indexed\n");
+    RUN("index", "list");
+    EXPECT_STR(0, "all\thash\tunique\tstring\t\t$.x\n"
+                  "colors\tbtree\t-\tstring\tcolor:\t\n");
+
+    /* lookup: key order, each key with its current value */
+    RUN("index", "lookup", "colors", "blue");
+    EXPECT_STR(0, "color:sea\tblue\ncolor:sky\tblue\n");
+    RUN("index", "lookup", "colors", "blue", "--limit", "1");
+    EXPECT_STR(0, "color:sea\tblue\n");
+    RUN("index", "lookup", "colors", "red");
+    EXPECT_OK();
+    /* range: value order, then key order; bounds are inclusive */
+    RUN("index", "range", "colors");
+    EXPECT_STR(0, "color:sea\tblue\ncolor:sky\tblue\ncolor:grass\tgreen\n");
+    RUN("index", "range", "colors", "--from", "c", "--to=green");
+    EXPECT_STR(0, "color:grass\tgreen\n");
+    RUN("index", "range", "colors", "--to", "blue", "--limit=5");
+    EXPECT_STR(0, "color:sea\tblue\ncolor:sky\tblue\n");
+    RUN("index", "range", "colors", "--limit", "2", "--from", "a");
+    EXPECT_STR(0, "color:sea\tblue\ncolor:sky\tblue\n");
+
+    /* writes after create are indexed: set, replace, delete */
+    RUN("kv", "set", "color:sky", "grey");
+    RUN("kv", "set", "color:rose", "red");
+    RUN("kv", "delete", "color:sea");
+    RUN("index", "range", "colors");
+    EXPECT_STR(0, "color:grass\tgreen\ncolor:sky\tgrey\ncolor:rose\tred\n");
+    RUN("index", "lookup", "colors", "blue");
+    EXPECT_OK();
+
+    RUN("index", "drop", "colors");
+    EXPECT_OK();
+    RUN("index", "list");
+    EXPECT_STR(0, "all\thash\tunique\tstring\t\t$.x\n");
+    RUN("index", "lookup", "colors", "red");
+    EXPECT_ERR(1, E("no index named \"colors\""));
+    RUN("index", "drop", "all");
+    EXPECT_OK();
+    RUN("index", "list");
+    EXPECT_OK();
+    /* the data is untouched */
+    RUN("kv", "get", "color:rose");
+    EXPECT_STR(0, "red");
+}
+
+Test(cli, index_ml_example_finds_exactly_the_pytorch_models)
+{
+    static const char *const models[][4] = {
+        {"resnet", "1", "pytorch", "image-classification"},
+        {"resnet", "2", "pytorch", "image-classification"},
+        {"bert", "1", "tensorflow", "fill-mask"},
+        {"llama", "3", "pytorch", "text-generation"},
+        {"whisper", "1", "jax", "speech-recognition"},
+    };
+    char key[256], val[512];
+
+    for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+        snprintf(key, sizeof(key), "model:%s:%s:metadata", models[i][0],
+                 models[i][1]);
+        snprintf(val, sizeof(val),
+                 "{\"name\":\"%s\",\"version\":\"%s\",\"framework\":\"%s\","
+                 "\"task\":\"%s\",\"blob_id\":%zu,\"tags\":[\"prod\"]}",
+                 models[i][0], models[i][1], models[i][2], models[i][3],
+                 i + 1);
+        RUN("kv", "set", key, val);
+        EXPECT_OK();
+        snprintf(key, sizeof(key), "model:%s:%s:weights", models[i][0],
+                 models[i][1]);
+        snprintf(val, sizeof(val), "%zu", i + 1);
+        RUN("kv", "set", key, val); /* not JSON with the field: skipped */
+        EXPECT_OK();
+    }
+    /* pytorch, but outside the prefix */
+    RUN("kv", "set", "dataset:imagenet", "{\"framework\":\"pytorch\"}");
+    RUN("kv", "set", "model:broken:1:metadata", "{\"framework\": ");
+
+    RUN("index", "create", "by_framework", "--type", "hash", "--prefix",
+        "model:", "--json-path", "$.framework");
+    EXPECT_STR(0, "created index by_framework: 5 keys indexed\n");
+    RUN("index", "lookup", "by_framework", "pytorch");
+    EXPECT_STR(0,
+               "model:llama:3:metadata\t{\"name\":\"llama\",\"version\":\"3\","
+               "\"framework\":\"pytorch\",\"task\":\"text-generation\","
+               "\"blob_id\":4,\"tags\":[\"prod\"]}\n"
+               "model:resnet:1:metadata\t{\"name\":\"resnet\",\"version\":"
+               "\"1\",\"framework\":\"pytorch\",\"task\":"
+               "\"image-classification\",\"blob_id\":1,\"tags\":[\"prod\"]}\n"
+               "model:resnet:2:metadata\t{\"name\":\"resnet\",\"version\":"
+               "\"2\",\"framework\":\"pytorch\",\"task\":"
+               "\"image-classification\",\"blob_id\":2,\"tags\":[\"prod\"]}\n");
+    RUN("index", "lookup", "by_framework", "tensorflow", "--limit", "0");
+    EXPECT_STR(0, "model:bert:1:metadata\t{\"name\":\"bert\",\"version\":"
+                  "\"1\",\"framework\":\"tensorflow\",\"task\":\"fill-mask\","
+                  "\"blob_id\":3,\"tags\":[\"prod\"]}\n");
+    RUN("index", "lookup", "by_framework", "onnx");
+    EXPECT_OK();
+    /* a hash index has no order to walk */
+    RUN("index", "range", "by_framework", "--from", "a");
+    EXPECT_ERR(1, E("index \"by_framework\" is a hash index: Range needs a "
+                    "btree index"));
+
+    /* a model moving to another framework moves in the index */
+    RUN("kv", "set", "model:llama:3:metadata",
+        "{\"name\":\"llama\",\"version\":\"3\",\"framework\":\"jax\"}");
+    RUN("kv", "delete", "model:resnet:1:metadata");
+    RUN("index", "lookup", "by_framework", "pytorch");
+    EXPECT_STR(0, "model:resnet:2:metadata\t{\"name\":\"resnet\",\"version\":"
+                  "\"2\",\"framework\":\"pytorch\",\"task\":"
+                  "\"image-classification\",\"blob_id\":2,\"tags\":"
+                  "[\"prod\"]}\n");
+    RUN("index", "lookup", "by_framework", "jax");
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.out,
+                     "model:llama:3:metadata\t{\"name\":\"llama\",\"version\":"
+                     "\"3\",\"framework\":\"jax\"}\n"
+                     "model:whisper:1:metadata\t{\"name\":\"whisper\","
+                     "\"version\":\"1\",\"framework\":\"jax\",\"task\":"
+                     "\"speech-recognition\",\"blob_id\":5,\"tags\":"
+                     "[\"prod\"]}\n");
+    RUN("index", "check", "by_framework");
+    EXPECT_STR(0, "index by_framework: 0 missing, 0 extra\n");
+}
+
+Test(cli, index_unique_refuses_kv_set_naming_the_index_and_keeps_old_value)
+{
+    RUN("kv", "set", "user:1", "{\"email\":\"ada@example.org\"}");
+    RUN("kv", "set", "user:2", "{\"email\":\"bob@example.org\"}");
+    RUN("index", "create", "email", "--unique", "--json-path", "$.email",
+        "--type", "hash", "--prefix", "user:");
+    EXPECT_STR(0, "created index email: 2 keys indexed\n");
+
+    RUN("kv", "set", "user:2", "{\"email\":\"ada@example.org\"}");
+    EXPECT_ERR(1, E("unique index \"email\": value \"ada@example.org\" is "
+                    "already held by key \"user:1\"; key \"user:2\" not "
+                    "written"));
+    RUN("kv", "get", "user:2");
+    EXPECT_STR(0, "{\"email\":\"bob@example.org\"}");
+    /* a new key is refused as a whole too */
+    RUN("kv", "set", "user:3", "{\"email\":\"ada@example.org\"}");
+    EXPECT_ERR(1, E("unique index \"email\": value \"ada@example.org\" is "
+                    "already held by key \"user:1\"; key \"user:3\" not "
+                    "written"));
+    RUN("kv", "get", "user:3");
+    EXPECT_ERR(1, E("key not found: user:3"));
+    /* a key may keep its own value; keys outside the prefix are free */
+    RUN("kv", "set", "user:1", "{\"email\":\"ada@example.org\",\"n\":1}");
+    EXPECT_OK();
+    RUN("kv", "set", "admin:1", "{\"email\":\"ada@example.org\"}");
+    EXPECT_OK();
+    /* once the holder lets go, the value is free */
+    RUN("kv", "delete", "user:1");
+    RUN("kv", "set", "user:2", "{\"email\":\"ada@example.org\"}");
+    EXPECT_OK();
+    RUN("index", "lookup", "email", "ada@example.org");
+    EXPECT_STR(0, "user:2\t{\"email\":\"ada@example.org\"}\n");
+    /* raw SQL is held to the index as well */
+    RUN("query", "INSERT INTO kv VALUES ('user:9', "
+                 "'{\"email\":\"ada@example.org\"}')");
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert_not_null(strstr(r.err, "unique index \"email\""), "%s", r.err);
+    RUN("kv", "get", "user:9");
+    EXPECT_ERR(1, E("key not found: user:9"));
+}
+
+Test(cli, index_unique_create_over_duplicate_data_fails_and_creates_nothing)
+{
+    RUN("kv", "set", "a", "same");
+    RUN("kv", "set", "b", "same");
+    RUN("kv", "set", "c", "other");
+    RUN("index", "create", "u", "--type", "btree", "--unique");
+    EXPECT_ERR(1, E("existing data breaks unique: keys \"a\" and \"b\" both "
+                    "have the value \"same\""));
+    RUN("index", "list");
+    EXPECT_OK();
+    /* and the data can still be written as before */
+    RUN("kv", "set", "d", "same");
+    EXPECT_OK();
+    /* a name can be used only once */
+    RUN("index", "create", "u", "--type", "btree");
+    EXPECT_STR(0, "created index u: 4 keys indexed\n");
+    RUN("index", "create", "u", "--type", "hash");
+    EXPECT_ERR(1, E("an index named \"u\" already exists"));
+    RUN("index", "list");
+    EXPECT_STR(0, "u\tbtree\t-\tstring\t\t\n");
+}
+
+Test(cli, index_usage_errors_exit_2_and_touch_no_store)
+{
+    RUN("index");
+    EXPECT_ERR(2, U("index: missing command (create, drop, list, lookup, "
+                    "range, check, rebuild)"));
+    RUN("index", "-s", "x.db");
+    EXPECT_ERR(2, U("index: missing command (create, drop, list, lookup, "
+                    "range, check, rebuild)"));
+    RUN("index", "frob");
+    EXPECT_ERR(2, U("index: unknown command 'frob'"));
+    RUN("index", "create", "i");
+    EXPECT_ERR(2, U("index create: missing --type (hash or btree)"));
+    RUN("index", "create", "i", "--type", "bitmap");
+    EXPECT_ERR(2, U("index create: unknown --type 'bitmap' (hash or btree)"));
+    RUN("index", "create", "i", "--type", "hash", "--value-type", "date");
+    EXPECT_ERR(2, U("index create: unknown --value-type 'date' (string, "
+                    "integer or float)"));
+    RUN("index", "create", "i", "--type");
+    EXPECT_ERR(2, U("index create: option '--type' needs a value"));
+    RUN("index", "create", "i", "--type", "hash", "--unique=yes");
+    EXPECT_ERR(2, U("index create: option '--unique' takes no value"));
+    RUN("index", "create", "i", "--type", "hash", "--type", "btree");
+    EXPECT_ERR(2, U("index create: option '--type' given twice"));
+    RUN("index", "create", "i", "--type", "hash", "--limit", "3");
+    EXPECT_ERR(2, U("index create: unknown option '--limit'"));
+    RUN("index", "create", "--type", "hash");
+    EXPECT_ERR(2, U("index create: expected NAME"));
+    RUN("index", "create", "i", "j", "--type", "hash");
+    EXPECT_ERR(2, U("index create: expected NAME"));
+    RUN("index", "drop");
+    EXPECT_ERR(2, U("index drop: expected NAME"));
+    RUN("index", "list", "i");
+    EXPECT_ERR(2, U("index list: expected no arguments"));
+    RUN("index", "lookup", "i");
+    EXPECT_ERR(2, U("index lookup: expected NAME VALUE"));
+    RUN("index", "lookup", "i", "v", "--limit", "ten");
+    EXPECT_ERR(2, U("index lookup: bad --limit 'ten' (a number from 0, no "
+                    "limit, to 4294967295)"));
+    RUN("index", "lookup", "i", "v", "--limit=-1");
+    EXPECT_ERR(2, U("index lookup: bad --limit '-1' (a number from 0, no "
+                    "limit, to 4294967295)"));
+    RUN("index", "range", "i", "--limit", "4294967296");
+    EXPECT_ERR(2, U("index range: bad --limit '4294967296' (a number from 0, "
+                    "no limit, to 4294967295)"));
+    RUN("index", "range", "i", "--limit=");
+    EXPECT_ERR(2, U("index range: bad --limit '' (a number from 0, no "
+                    "limit, to 4294967295)"));
+    RUN("index", "range", "i", "--from");
+    EXPECT_ERR(2, U("index range: option '--from' needs a value"));
+    RUN("index", "range", "i", "--frm", "a");
+    EXPECT_ERR(2, U("index range: unknown option '--frm'"));
+    RUN("index", "check");
+    EXPECT_ERR(2, U("index check: expected NAME"));
+    RUN("index", "check", "i", "--verbose");
+    EXPECT_ERR(2, U("index check: unknown option '--verbose'"));
+    RUN("index", "rebuild", "i", "j");
+    EXPECT_ERR(2, U("index rebuild: expected at most one NAME"));
+    EXPECT_NO_STORES();
+    cr_assert(!exists("x.db"));
+}
+
+Test(cli, index_unknown_index_exits_1_naming_it)
+{
+    RUN("kv", "set", "k", "v");
+    RUN("index", "lookup", "nope", "v");
+    EXPECT_ERR(1, E("no index named \"nope\""));
+    RUN("index", "range", "nope");
+    EXPECT_ERR(1, E("no index named \"nope\""));
+    RUN("index", "drop", "nope");
+    EXPECT_ERR(1, E("no index named \"nope\""));
+    RUN("index", "check", "nope");
+    EXPECT_ERR(1, E("no index named \"nope\""));
+    RUN("index", "rebuild", "nope");
+    EXPECT_ERR(1, E("no index named \"nope\""));
+    /* bad specs are the store's to refuse */
+    RUN("index", "create", "bad name", "--type", "hash");
+    EXPECT_ERR(1, E("bad index name: 1 to 128 characters of A-Z a-z 0-9 _ . "
+                    ": -"));
+    RUN("index", "create", "j", "--type", "hash", "--json-path", "framework");
+    EXPECT_ERR(1, E("bad JSON path \"framework\": it must start with $ (e.g. "
+                    "$.framework, $.a.b)"));
+    RUN("index", "list");
+    EXPECT_OK();
+}
+
+Test(cli, index_integer_range_orders_numerically)
+{
+    static const char *const kv[][2] = {
+        {"n:a", "9"},   {"n:b", "10"},  {"n:c", "100"}, {"n:d", "-5"},
+        {"n:e", "x"},   {"n:f", "2.5"}, {"n:g", "10"},  {"other", "1"},
+    };
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+        RUN("kv", "set", kv[i][0], kv[i][1]);
+        EXPECT_OK();
+    }
+    RUN("index", "create", "num", "--prefix", "n:", "--value-type", "integer",
+        "--type", "btree");
+    EXPECT_STR(0, "created index num: 5 keys indexed\n");
+    RUN("index", "range", "num");
+    EXPECT_STR(0, "n:d\t-5\nn:a\t9\nn:b\t10\nn:g\t10\nn:c\t100\n");
+    /* a negative bound, and a negative lookup value after -- */
+    RUN("index", "range", "num", "--from", "-5", "--to", "10");
+    EXPECT_STR(0, "n:d\t-5\nn:a\t9\nn:b\t10\nn:g\t10\n");
+    RUN("index", "range", "num", "--from=10");
+    EXPECT_STR(0, "n:b\t10\nn:g\t10\nn:c\t100\n");
+    RUN("index", "lookup", "num", "-5");
+    EXPECT_STR(0, "n:d\t-5\n");
+    RUN("index", "lookup", "num", "--", "10");
+    EXPECT_STR(0, "n:b\t10\nn:g\t10\n");
+    RUN("index", "lookup", "num", "2.5");
+    EXPECT_ERR(1, E("value \"2.5\" is not a 64-bit integer for index \"num\" "
+                    "(value type integer)"));
+    RUN("index", "range", "num", "--to", "ten");
+    EXPECT_ERR(1, E("upper bound \"ten\" is not a 64-bit integer for index "
+                    "\"num\" (value type integer)"));
+
+    /* the same values as strings sort bytewise; as floats, numerically */
+    RUN("index", "create", "str", "--type", "btree", "--prefix", "n:");
+    EXPECT_STR(0, "created index str: 7 keys indexed\n");
+    RUN("index", "range", "str", "--limit", "4");
+    EXPECT_STR(0, "n:d\t-5\nn:b\t10\nn:g\t10\nn:c\t100\n");
+    RUN("index", "create", "flt", "--type", "btree", "--prefix", "n:",
+        "--value-type", "float");
+    EXPECT_STR(0, "created index flt: 6 keys indexed\n");
+    RUN("index", "range", "flt", "--from", "2", "--to", "9.5");
+    EXPECT_STR(0, "n:f\t2.5\nn:a\t9\n");
+    RUN("index", "list");
+    EXPECT_STR(0, "flt\tbtree\t-\tfloat\tn:\t\n"
+                  "num\tbtree\t-\tinteger\tn:\t\n"
+                  "str\tbtree\t-\tstring\tn:\t\n");
+}
+
+Test(cli, index_check_finds_damage_and_rebuild_repairs_it)
+{
+    RUN("kv", "set", "n:1", "1");
+    RUN("kv", "set", "n:2", "2");
+    RUN("kv", "set", "n:3", "3");
+    RUN("index", "create", "num", "--type", "btree", "--value-type",
+        "integer");
+    EXPECT_STR(0, "created index num: 3 keys indexed\n");
+    RUN("index", "create", "all", "--type", "hash");
+    EXPECT_STR(0, "created index all: 3 keys indexed\n");
+    RUN("index", "check", "num");
+    EXPECT_STR(0, "index num: 0 missing, 0 extra\n");
+
+    /* another program drops one entry and adds a stray one */
+    damage("num", "DELETE FROM @ WHERE k = 'n:2';"
+                  "INSERT INTO @ (v, k) VALUES (7, 'ghost');");
+    RUN("index", "check", "num");
+    EXPECT_STR(1, "index num: 1 missing, 1 extra\n");
+    RUN("index", "range", "num");
+    EXPECT_STR(0, "n:1\t1\nn:3\t3\n"); /* the stray key has no kv row */
+    RUN("index", "check", "all");
+    EXPECT_STR(0, "index all: 0 missing, 0 extra\n");
+
+    RUN("index", "rebuild", "num");
+    EXPECT_STR(0, "rebuilt index num: 3 entries written\n");
+    RUN("index", "check", "num");
+    EXPECT_STR(0, "index num: 0 missing, 0 extra\n");
+    RUN("index", "range", "num");
+    EXPECT_STR(0, "n:1\t1\nn:2\t2\nn:3\t3\n");
+
+    /* rebuild without a name refills every index */
+    damage("all", "DELETE FROM @");
+    RUN("index", "check", "all");
+    EXPECT_STR(1, "index all: 3 missing, 0 extra\n");
+    RUN("index", "rebuild");
+    EXPECT_STR(0, "rebuilt all indexes: 6 entries written\n");
+    RUN("index", "check", "all");
+    EXPECT_STR(0, "index all: 0 missing, 0 extra\n");
+    RUN("index", "lookup", "all", "2");
+    EXPECT_STR(0, "n:2\t2\n");
+}
+
+Test(cli, index_store_option_names_the_kv_store)
+{
+    char *store = in("models.db");
+    RUN("kv", "-s", store, "set", "k", "v");
+    RUN("index", "-s", store, "create", "i", "--type", "hash");
+    EXPECT_STR(0, "created index i: 1 keys indexed\n");
+    RUN("index", "--store", store, "lookup", "i", "v");
+    EXPECT_STR(0, "k\tv\n");
+    RUN("index", "--store=models.db", "list");
+    EXPECT_STR(0, "i\thash\t-\tstring\t\t\n");
+    cr_assert(!exists("kv_store.db"), "kv_store.db was created");
+    /* the default store has no such index */
+    RUN("index", "lookup", "i", "v");
+    EXPECT_ERR(1, E("no index named \"i\""));
+    /* a blob store is refused */
+    char *f = write_in("f", "x", 1);
+    RUN("blob", "store", f);
+    RUN("index", "-s", "blob_store.db", "list");
+    EXPECT_ERR(1, E("blob_store.db is a blob store, not a kv store"));
+    free(f);
+    free(store);
+}
+
+Test(cli, help_describes_the_index_command)
+{
+    RUN("--help");
+    cr_assert_eq(r.status, 0);
+    cr_assert_not_null(strstr(r.out, "buffdb index [-s PATH] create NAME "
+                                     "--type hash|btree [--unique]"));
+    cr_assert_not_null(strstr(r.out, "lookup NAME VALUE [--limit N]"));
 }
