@@ -153,13 +153,14 @@ norm_sql(int vtype, const char *path, const char *v)
             " WHEN 'integer' THEN CAST(CAST(j AS TEXT) AS BLOB) END",
         [BFDB_IV_INTEGER] =
             "CASE WHEN t = 'integer' AND typeof(j) = 'integer' THEN j"
-            " WHEN t = 'text' AND json_valid(j) AND json_type(j) = 'integer'"
+            " WHEN t = 'text' AND instr(CAST(j AS BLOB), X'00') = 0"
+            " AND json_valid(j) AND json_type(j) = 'integer'"
             " AND typeof(json_extract(j, '$')) = 'integer'"
             " THEN json_extract(j, '$') END",
         [BFDB_IV_FLOAT] =
             "CASE WHEN t IN ('integer', 'real') THEN j"
-            " WHEN t = 'text' AND json_valid(j)"
-            " AND json_type(j) IN ('integer', 'real')"
+            " WHEN t = 'text' AND instr(CAST(j AS BLOB), X'00') = 0"
+            " AND json_valid(j) AND json_type(j) IN ('integer', 'real')"
             " THEN json_extract(j, '$') END",
     };
 
@@ -177,8 +178,8 @@ norm_sql(int vtype, const char *path, const char *v)
 static char *
 prefix_sql(const char *prefix, size_t plen, const char *k)
 {
-    if (plen == 0)
-        return sqlite3_mprintf("1");
+    if (plen == 0) /* raw SQL can store a NULL key: never indexed */
+        return sqlite3_mprintf("(%s IS NOT NULL)", k);
     char *hex = malloc(plen * 2 + 1);
     if (hex == NULL)
         return NULL;
@@ -270,6 +271,58 @@ valid_name(const char *name)
     return 1;
 }
 
+/*
+ * path_syntax_ok - the whole path is well formed.  SQLite parses a path
+ * only as far as the document it walks goes, so json_extract('{}', p)
+ * alone would let "$.a[" through, to fail every later write of a value
+ * that has an "a".  The grammar is SQLite's: $ then steps .label (up to
+ * the next . or [), ."quoted label", [N], [#] or [#-N].
+ */
+static int
+path_syntax_ok(const char *p)
+{
+    if (*p++ != '$')
+        return 0;
+    while (*p) {
+        if (*p == '.') {
+            p++;
+            if (*p == '"') {
+                const char *q = strchr(p + 1, '"');
+                if (q == NULL || q == p + 1)
+                    return 0;
+                p = q + 1;
+            } else {
+                size_t n = strcspn(p, ".[");
+                if (n == 0)
+                    return 0;
+                p += n;
+            }
+        } else if (*p == '[') {
+            p++;
+            if (*p == '#') {
+                p++;
+                if (*p == '-') {
+                    p++;
+                    if (*p < '0' || *p > '9')
+                        return 0;
+                    while (*p >= '0' && *p <= '9')
+                        p++;
+                }
+            } else {
+                if (*p < '0' || *p > '9')
+                    return 0;
+                while (*p >= '0' && *p <= '9')
+                    p++;
+            }
+            if (*p++ != ']')
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int
 check_spec(bfdb_store *s, const struct bfdb_index_spec *sp)
 {
@@ -291,10 +344,10 @@ check_spec(bfdb_store *s, const struct bfdb_index_spec *sp)
     if (strlen(sp->json_path) > BFDB_INDEX_PATH_MAX)
         return store_failf(s, BFDB_EINVAL, "JSON path longer than %d bytes",
                            BFDB_INDEX_PATH_MAX);
-    if (sp->json_path[0] != '$')
-        return store_failf(s, BFDB_EINVAL, "bad JSON path \"%s\": it must "
-                           "start with $ (e.g. $.framework, $.a.b)",
-                           sp->json_path);
+    if (!path_syntax_ok(sp->json_path))
+        return store_failf(s, BFDB_EINVAL, "bad JSON path \"%s\": $ then "
+                           ".label, .\"label\", [N], [#] or [#-N] steps "
+                           "(e.g. $.framework, $.a.b)", sp->json_path);
     /* SQLite's own path parser decides: the triggers use the same one */
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db, "SELECT json_extract('{}', ?1)", -1,
@@ -903,6 +956,29 @@ bfdb_index_check(bfdb_store *s, const char *name, uint64_t *missing,
     return rc;
 }
 
+/* put_triggers - (re)create d's triggers: a rebuild also repairs an
+ * index whose triggers another program dropped */
+static int
+put_triggers(bfdb_store *s, const struct ixdef *d, const char *name)
+{
+    char *drop = sqlite3_mprintf("DROP TRIGGER IF EXISTS buffdb_ix_%" PRId64
+                                 "_ins; DROP TRIGGER IF EXISTS buffdb_ix_%"
+                                 PRId64 "_upd; DROP TRIGGER IF EXISTS"
+                                 " buffdb_ix_%" PRId64 "_del;",
+                                 d->id, d->id, d->id);
+    char *make = trigger_sql(d, name);
+    int rc;
+
+    if (drop == NULL || make == NULL)
+        rc = store_failf(s, BFDB_ENOMEM, "out of memory");
+    else if ((rc = exec_sql(s, drop, "could not drop the index triggers")) ==
+             BFDB_OK)
+        rc = exec_sql(s, make, "could not create the index triggers");
+    sqlite3_free(drop);
+    sqlite3_free(make);
+    return rc;
+}
+
 static int
 rebuild_def(bfdb_store *s, const struct ixdef *d, const char *name,
             uint64_t *entries)
@@ -914,7 +990,8 @@ rebuild_def(bfdb_store *s, const struct ixdef *d, const char *name,
     if (del == NULL || fill == NULL) {
         rc = store_failf(s, BFDB_ENOMEM, "out of memory");
     } else if ((rc = exec_sql(s, del, "could not empty the index")) ==
-               BFDB_OK) {
+               BFDB_OK &&
+               (rc = put_triggers(s, d, name)) == BFDB_OK) {
         rc = exec_sql(s, fill, "could not fill the index");
         if (rc == BFDB_ECONSTRAINT)
             rc = store_failf(s, BFDB_EPRECOND, "index \"%s\" is unique but "
@@ -969,6 +1046,29 @@ fail:
     return rc;
 }
 
+/* triggers_present - 1 if the index's three triggers exist, 0 if not */
+static int
+triggers_present(bfdb_store *s, const char *name)
+{
+    struct ixdef d;
+    uint64_t n = 0;
+    int rc = load_def(s, name, &d);
+
+    if (rc != BFDB_OK)
+        return rc;
+    char *q = sqlite3_mprintf("SELECT count(*) FROM sqlite_master WHERE"
+                              " type = 'trigger' AND name IN ('buffdb_ix_%"
+                              PRId64 "_ins', 'buffdb_ix_%" PRId64 "_upd',"
+                              " 'buffdb_ix_%" PRId64 "_del')",
+                              d.id, d.id, d.id);
+    ixdef_clear(&d);
+    if (q == NULL)
+        return store_failf(s, BFDB_ENOMEM, "out of memory");
+    rc = count_sql(s, q, &n);
+    sqlite3_free(q);
+    return rc != BFDB_OK ? rc : n == 3;
+}
+
 int
 bfdb_index_recover(bfdb_store *s, int *checked, int *rebuilt)
 {
@@ -989,7 +1089,12 @@ bfdb_index_recover(bfdb_store *s, int *checked, int *rebuilt)
             break;
         if (checked)
             (*checked)++;
-        if (missing || extra) {
+        int trig = triggers_present(s, v[i].name);
+        if (trig < 0) {
+            rc = trig;
+            break;
+        }
+        if (missing || extra || !trig) {
             rc = bfdb_index_rebuild(s, v[i].name, NULL);
             if (rc == BFDB_OK && rebuilt)
                 (*rebuilt)++;

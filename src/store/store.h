@@ -298,8 +298,10 @@ int bfdb_txn_recover(bfdb_store *kv, bfdb_store *blob, uint64_t txn,
  * every write (kv_set, kv_delete, a transaction's commit, raw SQL, the
  * CLI, another program) changes the indexes in the same SQLite
  * transaction as the row.  A write that would give a unique index's value
- * to a second key fails as a whole with BFDB_EEXIST (the message names
- * the index, the value and the key already holding it).
+ * to a second key fails as a whole with BFDB_EEXIST; the message names
+ * the index, and for bfdb_kv_set also the value and the key holding it
+ * (a raw statement or a commit writes many rows: it names the index).
+ * Rows with a NULL key (raw SQL can make one) are never indexed.
  *
  * Values and their order, by value type:
  *   STRING   bytes, compared bytewise.  With a JSON path: JSON strings
@@ -384,8 +386,8 @@ void bfdb_index_iter_close(bfdb_index_iter *it);
  * bfdb_index_check - compare index name's entries with a full scan of the
  * kv table: *missing entries the scan finds and the index lacks, *extra
  * the other way round.  bfdb_index_rebuild - refill name (NULL: every
- * index) from a full scan in one transaction; *entries (may be NULL) the
- * number of entries written.
+ * index) from a full scan in one transaction, re-creating its triggers;
+ * *entries (may be NULL) the number of entries written.
  */
 int bfdb_index_check(bfdb_store *kv, const char *name, uint64_t *missing,
                      uint64_t *extra);

@@ -491,12 +491,20 @@ Test(create, malformed_json_path_past_a_missing_label_is_einval)
     CHECK_RC(s, BFDB_EINVAL, create_rc(s, "t", BFDB_INDEX_BTREE, 0, NULL,
                                        "$.a[", BFDB_IV_STRING));
     CHECK_RC(s, BFDB_EINVAL, create_rc(s, "u", BFDB_INDEX_BTREE, 0, NULL,
-                                       "$.a.b]", BFDB_IV_STRING));
+                                       "$.a.", BFDB_IV_STRING));
+    CHECK_RC(s, BFDB_EINVAL, create_rc(s, "w", BFDB_INDEX_BTREE, 0, NULL,
+                                       "$.a[x]", BFDB_IV_STRING));
+    CHECK_RC(s, BFDB_EINVAL, create_rc(s, "x", BFDB_INDEX_BTREE, 0, NULL,
+                                       "$.x[#-", BFDB_IV_STRING));
     CHECK_OK(s, bfdb_index_list(s, &v, &n));
     bfdb_index_list_free(v, n);
     /* whatever create said, documents with the label must stay writable */
     KV_SET(s, "k", "{\"a\":{\"b\":[1]}}");
     cr_assert_eq(n, 0, "%zu indexes were created from malformed paths", n);
+    /* "$.a.b]" is well formed for SQLite: the label is "b]" */
+    create(s, "y", BFDB_INDEX_HASH, 0, NULL, "$.a.b]", BFDB_IV_STRING, 0);
+    KV_SET(s, "k2", "{\"a\":{\"b]\":\"v\"}}");
+    EXPECT_LOOKUP(s, "y", "v", "k2");
     bfdb_store_close(s);
 }
 
@@ -1416,6 +1424,44 @@ Test(manage, check_sees_writes_made_without_triggers)
     expect_healthy(s, "c");
     EXPECT_LOOKUP(s, "c", "red", "b");
     EXPECT_LOOKUP(s, "c", "blue", "a");
+    bfdb_store_close(s);
+}
+
+Test(manage, rebuild_and_recover_put_dropped_triggers_back)
+{
+    bfdb_store *s = open_kv();
+    int checked = -1, rebuilt = -1;
+
+    KV_SET(s, "a", "red");
+    create(s, "c", BFDB_INDEX_HASH, 0, NULL, NULL, BFDB_IV_STRING, 1);
+    sqlite3 *db = raw_open();
+    raw_exec(db, "DROP TRIGGER buffdb_ix_1_ins");
+    sqlite3_close(db);
+    /* the entries still match the data: only the triggers tell */
+    CHECK_OK(s, bfdb_index_recover(s, &checked, &rebuilt));
+    cr_assert_eq(checked, 1);
+    cr_assert_eq(rebuilt, 1, "an index without its triggers was kept");
+    KV_SET(s, "b", "red");
+    EXPECT_LOOKUP(s, "c", "red", "a b");
+    expect_healthy(s, "c");
+    bfdb_store_close(s);
+}
+
+Test(manage, null_keys_and_nul_bytes_in_numbers_are_not_indexed)
+{
+    bfdb_store *s = open_kv();
+    bfdb_index_iter *it = NULL;
+
+    EXEC(s, "INSERT INTO kv VALUES (NULL, '5')");
+    KV_SET(s, "k", "4");
+    create(s, "n", BFDB_INDEX_BTREE, 0, NULL, NULL, BFDB_IV_INTEGER, 1);
+    EXEC(s, "INSERT INTO kv VALUES (NULL, '6')"); /* still writable */
+    cr_assert_eq(bfdb_index_lookup(s, "n", "4\0002", 3, 0, &it), BFDB_EINVAL,
+                 "a NUL byte cut the value short: %s", bfdb_store_errmsg(s));
+    cr_assert_null(it);
+    CHECK_OK(s, bfdb_kv_set(s, "j", 1, "7\0009", 3));
+    EXPECT_LOOKUP(s, "n", "4", "k");
+    expect_healthy(s, "n");
     bfdb_store_close(s);
 }
 
