@@ -33,6 +33,7 @@ bfdb_config_defaults(struct bfdb_config *c)
     c->lock_table_size = BFDB_DEFAULT_LOCK_SLOTS;
     c->lock_wait_ms = BFDB_DEFAULT_LOCK_WAIT_MS;
     c->txn_timeout_ms = BFDB_DEFAULT_TXN_TIMEOUT_MS;
+    c->push_resume_ttl_ms = 24L * 3600 * 1000;
 }
 
 int
@@ -212,6 +213,17 @@ bfdb_config_set(struct bfdb_config *c, const char *name, const char *v,
             return -1;
         }
         c->txn_timeout_ms = (int)l;
+        return 0;
+    }
+    if (strcmp(name, "push_resume_ttl") == 0) {
+        /* up to 30 days */
+        if (bfdb_parse_duration_ms(v, &l) != 0 || l < 1000 ||
+            l > 30L * 24 * 3600 * 1000) {
+            snprintf(err, errlen, "'%s' is not a duration of 1s to 30 days "
+                     "(e.g. 24h is written 1440m)", v);
+            return -1;
+        }
+        c->push_resume_ttl_ms = l;
         return 0;
     }
     if (strcmp(name, "log_level") == 0) {

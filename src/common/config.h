@@ -42,6 +42,8 @@ struct bfdb_config {
     uint32_t lock_table_size;  /* slots in the lock table */
     int lock_wait_ms;          /* how long a write waits for a key lock */
     int txn_timeout_ms;        /* a transaction's life unless it asks */
+    long push_resume_ttl_ms;   /* an unfinished model push is kept this
+                                * long after its last part, to resume */
 };
 
 /* bfdb_config_defaults - fill c with the built-in defaults */

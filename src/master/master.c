@@ -232,6 +232,34 @@ prepare_stores(const struct bfdb_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* sweep_model_parts - free model parts nothing names: a push that died
+ * between storing a part and recording it leaves one (no worker runs yet,
+ * so nothing can be about to name it) */
+static int
+sweep_model_parts(bfdb_store *kv, bfdb_store *blob)
+{
+    uint8_t (*shas)[BFDB_SHA256_LEN] = NULL;
+    size_t n = 0, freed = 0;
+    int rc = bfdb_model_part_all(blob, &shas, &n);
+
+    for (size_t i = 0; rc == BFDB_OK && i < n; i++) {
+        uint64_t bytes;
+        int used = bfdb_model_sha_used(kv, shas[i]);
+        if (used < 0) {
+            rc = used;
+            break;
+        }
+        if (!used && (rc = bfdb_model_part_free(blob, shas[i], &bytes)) ==
+                         BFDB_OK)
+            freed++;
+    }
+    free(shas);
+    if (freed > 0)
+        log_info("freed %zu model parts no version or unfinished push "
+                 "names", freed);
+    return rc;
+}
+
 /* recover_transactions - at start, before any worker: finish the commits
  * a crash interrupted after their commit point, undo the others, drop
  * every staged write (no transaction outlives its server) */
@@ -272,6 +300,9 @@ recover_transactions(const struct bfdb_config *c, char *err, size_t errlen)
             log_warn("unclean stop before: %d index(es) checked against "
                        "the kv table, %d rebuilt", checked, rebuilt);
     }
+    if (rc == BFDB_OK && (rc = sweep_model_parts(kv, blob)) != BFDB_OK)
+        snprintf(err, errlen, "could not sweep model parts: %s",
+                 bfdb_store_errmsg(blob));
     bfdb_store_close(blob);
     bfdb_store_close(kv);
     return rc == BFDB_OK ? 0 : -1;

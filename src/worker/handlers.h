@@ -26,6 +26,12 @@ extern const struct bfdb_method bfdb_method_query_query,
 extern const struct bfdb_method bfdb_method_index_create,
     bfdb_method_index_drop, bfdb_method_index_list, bfdb_method_index_lookup,
     bfdb_method_index_range;
+extern const struct bfdb_method bfdb_method_model_push,
+    bfdb_method_model_push_status, bfdb_method_model_abort_push,
+    bfdb_method_model_pull, bfdb_method_model_list_models,
+    bfdb_method_model_list_versions, bfdb_method_model_get_info,
+    bfdb_method_model_delete, bfdb_method_model_set_alias,
+    bfdb_method_model_verify;
 
 /* h_printable - a bounded, escaped copy of a key for messages */
 const char *h_printable(const ProtobufCBinaryData *b, char *buf, size_t cap);
@@ -90,5 +96,9 @@ int h_txn_recheck(struct call *c, struct bfdb_txn_slot *s, int fail_call);
 /* h_txn_housekeeping - settle transactions the master aborted and finish
  * commits whose worker died; called about once a second */
 void h_txn_housekeeping(struct worker *w);
+
+/* h_model_housekeeping - drop unfinished model pushes untouched for
+ * push_resume_ttl (worker slot 0, about once a minute) */
+void h_model_housekeeping(struct worker *w);
 
 #endif /* BFDB_WORKER_HANDLERS_H */

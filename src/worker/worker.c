@@ -49,6 +49,11 @@ const struct bfdb_method *const worker_methods[] = {
     &bfdb_method_index_create,  &bfdb_method_index_drop,
     &bfdb_method_index_list,    &bfdb_method_index_lookup,
     &bfdb_method_index_range,
+    &bfdb_method_model_push,    &bfdb_method_model_push_status,
+    &bfdb_method_model_abort_push, &bfdb_method_model_pull,
+    &bfdb_method_model_list_models, &bfdb_method_model_list_versions,
+    &bfdb_method_model_get_info, &bfdb_method_model_delete,
+    &bfdb_method_model_set_alias, &bfdb_method_model_verify,
 };
 const int worker_nmethods =
     (int)(sizeof(worker_methods) / sizeof(worker_methods[0]));
@@ -245,8 +250,10 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(w.cq, next, NULL);
         if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), next) >= 0) {
-            if (!__atomic_load_n(&w.shutting_down, __ATOMIC_SEQ_CST))
+            if (!__atomic_load_n(&w.shutting_down, __ATOMIC_SEQ_CST)) {
                 h_txn_housekeeping(&w);
+                h_model_housekeeping(&w);
+            }
             next = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), tick);
         }
         if (ev.type == GRPC_QUEUE_SHUTDOWN)

@@ -55,6 +55,7 @@ Test(config, defaults_are_documented_values)
     cr_assert_eq(c.max_message_size, 64u << 20);
     cr_assert_eq(c.grace_ms, 10000);
     cr_assert_eq(c.log_level, BFDB_LOG_INFO);
+    cr_assert_eq(c.push_resume_ttl_ms, 24L * 3600 * 1000);
 }
 
 Test(config, every_directive_is_read)
@@ -71,7 +72,8 @@ Test(config, every_directive_is_read)
                   "max_message_size = 8M\n"
                   "shutdown_grace = 1500ms\n"
                   "busy_timeout = 2s\n"
-                  "log_level = debug\n",
+                  "log_level = debug\n"
+                  "push_resume_ttl = 90m\n",
                   &c, err, sizeof(err));
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_str_eq(c.listen, "127.0.0.1:7000");
@@ -83,6 +85,7 @@ Test(config, every_directive_is_read)
     cr_assert_eq(c.grace_ms, 1500);
     cr_assert_eq(c.busy_timeout_ms, 2000);
     cr_assert_eq(c.log_level, BFDB_LOG_DEBUG);
+    cr_assert_eq(c.push_resume_ttl_ms, 90L * 60 * 1000);
 }
 
 Test(config, trailing_hash_comment_is_dropped)
@@ -134,7 +137,8 @@ Test(config, bad_values_are_refused)
         {"workers", "257"},         {"synchronous", "extra"},
         {"max_message_size", "3G"}, {"max_message_size", "12Q"},
         {"shutdown_grace", "soon"}, {"log_level", "loud"},
-        {"kv_store", ""},
+        {"kv_store", ""},           {"push_resume_ttl", "500ms"},
+        {"push_resume_ttl", "43201m"},
     };
     bfdb_config_defaults(&c);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
