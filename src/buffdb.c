@@ -1,5 +1,6 @@
 /*
- * buffdb.c - main(): dispatch to the server (`run`) or a store command
+ * buffdb.c - main(): dispatch to the server (`run`), a store command or
+ *            a client command (`model`)
  */
 #include "config.h"
 
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "master/master.h"
 
@@ -28,11 +30,25 @@ static const char usage_text[] =
     "                 range NAME [--from X] [--to Y] [--limit N] |\n"
     "                 check NAME | rebuild [NAME]\n"
     "       buffdb stats [-s KV_STORE] [--shm-dir DIR] [--locks]\n"
+    "       buffdb model [--addr ADDR] [-c FILE] [--timeout SEC]\n"
+    "                 push NAME VERSION FILE... [--framework F]\n"
+    "                 [--description D] [--param K=V]...\n"
+    "                 [--input-shape DIMS] [--output-shape DIMS] |\n"
+    "                 pull NAME[:VERSION|@ALIAS] [-o DIR] |\n"
+    "                 ls [NAME] [--bytes] |\n"
+    "                 info NAME[:VERSION|@ALIAS] [--json] [--tensors] |\n"
+    "                 rm NAME VERSION [--force] | tag NAME VERSION ALIAS |\n"
+    "                 untag NAME ALIAS | verify NAME[:VERSION|@ALIAS] |\n"
+    "                 status NAME VERSION | abort NAME VERSION |\n"
+    "                 import-hf DIR [--name N] [--version V] [--dry-run]\n"
     "       buffdb --help | --version\n"
     "\n"
     "Store commands work on the files directly; the kv store defaults to\n"
     "./" CLI_DEFAULT_KV_STORE " and the blob store to ./"
     CLI_DEFAULT_BLOB_STORE ".\n"
+    "`model` is a client of a running server at ADDR (default: the\n"
+    "`listen` of -c FILE or " SYSCONFDIR "/buffdb.conf, else "
+    BFDB_DEFAULT_LISTEN ").\n"
     "Exit status: 0 success, 1 error or a comparison that is false,\n"
     "2 usage error.  See buffdb(1).\n";
 
@@ -61,6 +77,8 @@ main(int argc, char **argv)
         return cli_query(argc - 1, argv + 1);
     if (strcmp(cmd, "index") == 0)
         return cli_index(argc - 1, argv + 1);
+    if (strcmp(cmd, "model") == 0)
+        return cli_model(argc - 1, argv + 1);
     if (strcmp(cmd, "stats") == 0)
         return cli_stats(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)

@@ -1,5 +1,5 @@
 /*
- * cli.h - the buffdb command line: `buffdb kv|blob|query|run ...`
+ * cli.h - the buffdb command line: `buffdb kv|blob|query|model|run ...`
  *
  * The store commands work on the store files directly (they open them
  * with src/store/, as any other process does).  Exit codes, for every
@@ -28,6 +28,10 @@ int cli_stats(int argc, char **argv);
 int cli_blob(int argc, char **argv);
 int cli_query(int argc, char **argv);
 int cli_index(int argc, char **argv);
+
+/* cli_model - `buffdb model ...`: a gRPC client of a running server
+ * (cli_model.c); runs grpc_init()/grpc_shutdown() around the command */
+int cli_model(int argc, char **argv);
 
 /* cli_usage_error - print "buffdb: <msg>" and a hint to stderr; CLI_USAGE */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
