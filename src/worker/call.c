@@ -5,8 +5,10 @@
  * when the call is over for whatever reason, and one RECV_MESSAGE.  Each
  * request read is handed to the method's handler, which queues responses;
  * at most one read and one write are in flight per call (gRPC's rule),
- * and reading pauses while WORKER_QUEUE_HIGH responses wait, so a client
- * that pipelines faster than it reads cannot grow the worker's memory.
+ * and reading (and a stream's pump) pauses while WORKER_QUEUE_HIGH
+ * responses or WORKER_QUEUE_HIGH_BYTES bytes wait, so a client that
+ * pipelines faster than it reads, or a Pull of a large model, cannot grow
+ * the worker's memory.
  * The status goes out once the queue is empty and the client half-closed
  * or a handler ended the call.  A call's memory is freed when its CLOSE
  * has completed and no batch of it is outstanding.
@@ -60,6 +62,7 @@ queue_drop(struct call *c)
         c->q_head = (c->q_head + 1) % c->q_cap;
         c->q_len--;
     }
+    c->q_bytes = 0;
 }
 
 static void
@@ -133,6 +136,7 @@ enqueue(struct call *c, grpc_byte_buffer *bb)
     }
     c->q[(c->q_head + c->q_len) % c->q_cap] = bb;
     c->q_len++;
+    c->q_bytes += grpc_byte_buffer_length(bb);
 }
 
 static int
@@ -288,6 +292,7 @@ start_write(struct call *c)
     c->writing = c->q[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
+    c->q_bytes -= grpc_byte_buffer_length(c->writing);
     if (!c->md_sent)
         add_initial_md(c, &ops[n++]);
     memset(&ops[n], 0, sizeof(ops[n]));
@@ -350,7 +355,8 @@ static void
 pump_more(struct call *c)
 {
     while (c->generating && !c->final_set && !c->close_done &&
-           c->q_len < WORKER_QUEUE_HIGH) {
+           c->q_len < WORKER_QUEUE_HIGH &&
+           c->q_bytes < WORKER_QUEUE_HIGH_BYTES) {
         with_interrupt(c, 1);
         int more = c->m->pump(c);
         /* a pump that failed the call (call_fail cleared generating) must
@@ -373,7 +379,8 @@ progress(struct call *c)
     if (!c->write_inflight && c->q_len > 0)
         start_write(c);
     if (!c->read_inflight && !c->half_closed && !c->final_set &&
-        !c->generating && c->q_len < WORKER_QUEUE_HIGH && c->m != NULL)
+        !c->generating && c->q_len < WORKER_QUEUE_HIGH &&
+        c->q_bytes < WORKER_QUEUE_HIGH_BYTES && c->m != NULL)
         start_read(c);
     maybe_finish(c);
 }

@@ -67,6 +67,7 @@ struct call {
 
     grpc_byte_buffer **q;        /* responses waiting to be written */
     size_t q_head, q_len, q_cap;
+    size_t q_bytes;              /* their encoded size */
     grpc_byte_buffer *writing;
 
     void *state;                 /* the handler's */

@@ -1426,8 +1426,12 @@ Test(cli, index_unknown_index_exits_1_naming_it)
     EXPECT_ERR(1, E("bad index name: 1 to 128 characters of A-Z a-z 0-9 _ . "
                     ": -"));
     RUN("index", "create", "j", "--type", "hash", "--json-path", "framework");
-    EXPECT_ERR(1, E("bad JSON path \"framework\": it must start with $ (e.g. "
-                    "$.framework, $.a.b)"));
+    EXPECT_ERR(1, E("bad JSON path \"framework\": $ then .label, .\"label\", "
+                    "[N], [#] or [#-N] steps (e.g. $.framework, $.a.b)"));
+    /* SQLite alone would stop reading at the first missing label */
+    RUN("index", "create", "j", "--type", "hash", "--json-path", "$.a.");
+    EXPECT_ERR(1, E("bad JSON path \"$.a.\": $ then .label, .\"label\", "
+                    "[N], [#] or [#-N] steps (e.g. $.framework, $.a.b)"));
     RUN("index", "list");
     EXPECT_OK();
 }
