@@ -544,6 +544,13 @@ store_set_pragmas(bfdb_store *s, const struct bfdb_store_opts *o)
                                     ? o->busy_timeout_ms
                                     : BFDB_DEFAULT_BUSY_TIMEOUT_MS);
 
+    /* a new blob store gets 64 KiB pages: a 4 MiB value is 64 pages to
+     * write (and checkpoint) instead of 1024, about 4x the throughput for
+     * model parts and large blobs.  Only an empty file takes it; an
+     * existing store keeps its page size (WAL mode cannot change it). */
+    if (s->kind == BFDB_STORE_BLOB)
+        (void)sqlite3_exec(s->db, "PRAGMA page_size=65536", NULL, NULL, NULL);
+
     /* journal_mode=WAL is persistent in the file; it needs the first read
      * of the header, so it is also where "not a database" shows up */
     int waited = 0;

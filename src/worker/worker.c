@@ -155,7 +155,7 @@ open_stores(struct worker *w)
 static void
 start_server(struct worker *w)
 {
-    grpc_arg args[2];
+    grpc_arg args[4];
     int max = (int)w->cfg->max_message_size;
 
     args[0].type = GRPC_ARG_INTEGER;
@@ -164,7 +164,16 @@ start_server(struct worker *w)
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[1].value.integer = max;
-    grpc_channel_args cargs = {2, args};
+    /* a fixed HTTP/2 receive window instead of one grown by BDP probes:
+     * a client streaming a model faster than the worker stores it is held
+     * to this much buffered in the worker, not tens of megabytes */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = (char *)GRPC_ARG_HTTP2_BDP_PROBE;
+    args[2].value.integer = 0;
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+    args[3].value.integer = WORKER_STREAM_WINDOW;
+    grpc_channel_args cargs = {4, args};
 
     w->server = grpc_server_create(&cargs, NULL);
     w->cq = grpc_completion_queue_create_for_next(NULL);

@@ -26,6 +26,7 @@
 #define WORKER_CATCHALL_REQUESTS 2
 #define WORKER_QUEUE_HIGH 64   /* responses queued before reads pause */
 #define WORKER_QUEUE_HIGH_BYTES (4u << 20) /* ... or this many bytes */
+#define WORKER_STREAM_WINDOW (8 << 20) /* HTTP/2 receive window per stream */
 
 /* A message from a worker to the master, on the status pipe.  Smaller
  * than PIPE_BUF, so one write(2) arrives whole. */
