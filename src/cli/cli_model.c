@@ -2321,7 +2321,7 @@ cli_model(int argc, char **argv)
     }
     if (c.connected)
         cli_rpc_close(&c.rpc);
-    if (c.grpc_up)
+    if (c.grpc_up && !cli_rpc_abandoned())
         grpc_shutdown_blocking();
     if (c.cmd != NULL) {
         c.pos--;

@@ -36,6 +36,7 @@
 #define GIVE_UP_MS 10000 /* after a cancel: stop waiting for gRPC */
 
 volatile sig_atomic_t cli_rpc_interrupted;
+static int abandoned; /* a call was given up on: gRPC may still own it */
 
 enum { T_MD_SEND, T_MD_RECV, T_SEND, T_RECV, T_CLOSE, T_STATUS, T_UNARY, T_N };
 
@@ -220,9 +221,15 @@ cli_rpc_connect(struct cli_rpc *r, const char *addr, long timeout_ms)
 void
 cli_rpc_close(struct cli_rpc *r)
 {
-    if (r->ch != NULL)
+    if (r->ch != NULL && !abandoned)
         grpc_channel_destroy(r->ch);
     r->ch = NULL;
+}
+
+int
+cli_rpc_abandoned(void)
+{
+    return abandoned;
 }
 
 /* ---- one call ------------------------------------------------------------ */
@@ -356,6 +363,7 @@ call_free(struct cli_stream *s)
     }
     if (s->lost) {
         /* gRPC still owns buffers of this call: leaking beats a crash */
+        abandoned = 1;
         return;
     }
     grpc_call_unref(s->call);

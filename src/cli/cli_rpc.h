@@ -59,8 +59,14 @@ void cli_rpc_catch_sigint(void);
  */
 int cli_rpc_connect(struct cli_rpc *r, const char *addr, long timeout_ms);
 
-/* cli_rpc_close - destroy the channel; every call on it must be over */
+/* cli_rpc_close - destroy the channel; every call on it must be over
+ * (after an abandoned call the channel is left to the process's exit) */
 void cli_rpc_close(struct cli_rpc *r);
+
+/* cli_rpc_abandoned - 1 if a call did not end even after being cancelled
+ * (then gRPC must not be shut down: grpc_shutdown_blocking would wait for
+ * it); the process should just exit */
+int cli_rpc_abandoned(void);
 
 /*
  * cli_rpc_unary - one unary call of method ("/buffdb.model.Model/GetInfo")

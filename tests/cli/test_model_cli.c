@@ -1015,8 +1015,14 @@ Test(model_cli, address_from_the_configuration_file)
     model("ls", "-c", cp, NULL);
     expect(0, "ls -c FILE");
     expect_out_has("NAME", "ls -c FILE");
+    /* a wildcard listen address is reached on the loopback */
+    snprintf(conf, sizeof(conf), "listen = 0.0.0.0:%d\n", s->port);
+    write_rel("w.conf", conf, strlen(conf));
+    model("ls", "--config=w.conf", NULL);
+    expect(0, "ls with listen = 0.0.0.0:PORT");
     model("ls", "-c", "no-such.conf", NULL);
     expect(1, "ls -c missing");
+    expect_err_has("no-such.conf", "ls -c missing");
     srv = s;
     free(cp);
     ts_stop_ok(srv);
