@@ -137,7 +137,7 @@ cli_rpc_fail(const char *method, const struct cli_status *st)
 int
 cli_rpc_connect(struct cli_rpc *r, const char *addr, long timeout_ms)
 {
-    grpc_arg args[2];
+    grpc_arg args[4];
     char agent[64];
 
     memset(r, 0, sizeof(*r));
@@ -152,7 +152,15 @@ cli_rpc_connect(struct cli_rpc *r, const char *addr, long timeout_ms)
     args[1].type = GRPC_ARG_STRING;
     args[1].key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING;
     args[1].value.string = agent;
-    grpc_channel_args cargs = {2, args};
+    /* a fixed 8 MiB receive window (no BDP growth): a pull arriving
+     * faster than it is written out waits in the server, not in the CLI */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = (char *)GRPC_ARG_HTTP2_BDP_PROBE;
+    args[2].value.integer = 0;
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+    args[3].value.integer = 8 << 20;
+    grpc_channel_args cargs = {4, args};
 
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     r->ch = grpc_channel_create(addr, creds, &cargs);

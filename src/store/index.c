@@ -413,15 +413,20 @@ trigger_sql(const struct ixdef *d, const char *name)
     if (check == NULL || add == NULL)
         goto out;
     /* insert also clears the key's entry: INSERT OR REPLACE deletes the
-     * old row without running delete triggers (recursive_triggers off) */
+     * old row without running delete triggers (recursive_triggers off);
+     * so does an update moving a row onto a key (UPDATE OR REPLACE).  An
+     * update that changes neither key nor value (a Set of the same value)
+     * leaves the entries alone */
     sql = sqlite3_mprintf(
         "CREATE TRIGGER buffdb_ix_%" PRId64 "_ins AFTER INSERT ON kv"
         " WHEN %s BEGIN"
         " DELETE FROM buffdb_ix_%" PRId64 " WHERE k = NEW.key; %s %s END;"
         "CREATE TRIGGER buffdb_ix_%" PRId64 "_upd AFTER UPDATE ON kv"
-        " WHEN %s OR %s BEGIN"
+        " WHEN (%s OR %s) AND (OLD.key IS NOT NEW.key OR"
+        " OLD.value IS NOT NEW.value) BEGIN"
         " DELETE FROM buffdb_ix_%" PRId64 " WHERE k = OLD.key;"
-        " DELETE FROM buffdb_ix_%" PRId64 " WHERE k = NEW.key; %s %s END;"
+        " DELETE FROM buffdb_ix_%" PRId64 " WHERE k = NEW.key AND"
+        " NEW.key IS NOT OLD.key; %s %s END;"
         "CREATE TRIGGER buffdb_ix_%" PRId64 "_del AFTER DELETE ON kv"
         " WHEN %s BEGIN"
         " DELETE FROM buffdb_ix_%" PRId64 " WHERE k = OLD.key; END;",
