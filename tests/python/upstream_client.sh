@@ -3,8 +3,11 @@
 #
 # Generates Python stubs from proto/ with Debian's protoc and
 # grpc_python_plugin, starts buffdb on a loopback port, and runs
-# upstream_client.py against it.  Prints TAP; skips when python3-grpcio is
-# not installed (CI installs it).
+# upstream_client.py (a client of upstream's kv, blob and query protos)
+# and upstream_model.py (a model pushed through buffdb.model, loaded back
+# with the kv and blob stubs only, at gRPC's default message limits)
+# against it.  Prints TAP; skips when python3-grpcio is not installed (CI
+# installs it).
 set -u
 py=/usr/bin/python3
 srcdir=${BUFFDB_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -20,7 +23,8 @@ if [ -z "$plugin" ] || ! command -v protoc >/dev/null; then
     exit 0
 fi
 
-echo "1..3"
+echo "1..4"
+t3="a model pushed through buffdb.model loads the upstream way"
 base=${BUFFDB_TMPDIR:-/tmp}
 mkdir -p "$base"
 dir=$(mktemp -d "$base/py-XXXXXX")
@@ -35,7 +39,7 @@ trap cleanup EXIT INT TERM
 
 if protoc -I"$srcdir/proto" -I/usr/include --python_out="$dir" \
         --grpc_out="$dir" --plugin=protoc-gen-grpc="$plugin" \
-        kv.proto blob.proto query.proto 2>"$dir/protoc.log"; then
+        kv.proto blob.proto query.proto model.proto 2>"$dir/protoc.log"; then
     echo "ok 1 - python stubs generated from proto/"
 else
     echo "not ok 1 - python stubs generated from proto/"
@@ -51,6 +55,7 @@ while ! grep -q "ready:" "$dir/server.log" 2>/dev/null; do
     i=$((i + 1))
     if [ $i -gt 200 ] || ! kill -0 "$pid" 2>/dev/null; then
         echo "not ok 2 - upstream-style client stores and loads a model"
+        echo "not ok 3 - $t3"
         sed 's/^/# /' "$dir/server.log"
         exit 0
     fi
@@ -65,6 +70,14 @@ else
     sed 's/^/# /' "$dir/client.log"
 fi
 
+if PYTHONPATH="$dir" "$py" "$srcdir/tests/python/upstream_model.py" \
+        "127.0.0.1:$port" >"$dir/model.log" 2>&1; then
+    echo "ok 3 - $t3"
+else
+    echo "not ok 3 - $t3"
+    sed 's/^/# /' "$dir/model.log"
+fi
+
 kill -TERM "$pid"
 i=0
 while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
@@ -72,9 +85,9 @@ while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
     i=$((i + 1))
 done
 if wait "$pid"; then
-    echo "ok 3 - server stops cleanly on SIGTERM"
+    echo "ok 4 - server stops cleanly on SIGTERM"
 else
-    echo "not ok 3 - server stops cleanly on SIGTERM"
+    echo "not ok 4 - server stops cleanly on SIGTERM"
     sed 's/^/# /' "$dir/server.log"
 fi
 pid=""
