@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cmp.h"
 #include "store/store_int.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -219,8 +220,49 @@ bfdb_model_part_put(bfdb_store *s, const uint8_t sha[BFDB_SHA256_LEN],
     if ((rc = store_begin(s, 1)) != BFDB_OK)
         return rc;
     rc = bfdb_model_part_find(s, sha, blob_id, &size);
-    if (rc == BFDB_OK)
-        return store_commit(s);
+    if (rc == BFDB_OK) {
+        /* reuse it only if its bytes are still the part's: a blob changed
+         * behind the service's back is rewritten, not handed out again */
+        if ((rc = prep(s, "SELECT data FROM blob WHERE rowid = ?1", &st)) !=
+            BFDB_OK)
+            goto fail;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)*blob_id);
+        uint8_t d[BFDB_SHA256_LEN];
+        int ok = 0;
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const void *p = sqlite3_column_blob(st, 0);
+            size_t n = (size_t)sqlite3_column_bytes(st, 0);
+            bfdb_sha256_digest(p ? p : "", n, d);
+            ok = n == len && memcmp(d, sha, BFDB_SHA256_LEN) == 0;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            rc = store_fail(s, rc, "could not read a model part");
+            goto fail;
+        }
+        if (ok)
+            return store_commit(s);
+        if ((rc = prep(s, "UPDATE blob SET data = ?2 WHERE rowid = ?1",
+                       &st)) != BFDB_OK)
+            goto fail;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)*blob_id);
+        sqlite3_bind_blob64(st, 2, len ? data : "", (sqlite3_uint64)len,
+                            SQLITE_STATIC);
+        if ((rc = step_done(s, st, "could not repair a model part")) !=
+                BFDB_OK ||
+            (rc = prep(s, "UPDATE buffdb_model_part SET size = ?2 WHERE"
+                          " sha256 = ?1", &st)) != BFDB_OK)
+            goto fail;
+        sqlite3_bind_blob(st, 1, sha, BFDB_SHA256_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
+        if ((rc = step_done(s, st, "could not repair a model part")) !=
+            BFDB_OK)
+            goto fail;
+        if ((rc = store_commit(s)) != BFDB_OK)
+            return rc;
+        *stored = 2;
+        return BFDB_OK;
+    }
     if (rc != BFDB_ENOTFOUND)
         goto fail;
     /* a new blob, at an id never given out before (as bfdb_blob_store) */

@@ -423,7 +423,9 @@ int bfdb_store_mark_running(bfdb_store *kv, int running, int *was_unclean);
  * version and no unfinished push refers to it; the caller frees garbage
  * (bfdb_model_part_free) under one lock that part writers also take.
  */
-#define BFDB_MODEL_PART_SIZE (4u << 20)
+/* 4 MiB less 64 KiB: a part with its metadata and framing fits in a
+ * Blob.Get answer under gRPC's default 4 MiB receive limit */
+#define BFDB_MODEL_PART_SIZE ((4u << 20) - (64u << 10))
 #define BFDB_MODEL_NAME_MAX 200
 #define BFDB_SHA256_LEN 32
 
@@ -441,8 +443,10 @@ int bfdb_model_name_ok(const char *s);
 /* blob side --------------------------------------------------------------- */
 
 /* bfdb_model_part_put - the blob holding the part with this digest: an
- * existing one (*stored 0) or a new one made from data with metadata meta
- * (*stored 1), in one transaction */
+ * existing one whose bytes still hash to it (*stored 0), an existing one
+ * whose bytes did not and were rewritten from data (*stored 2: every
+ * version using it is repaired), or a new one made from data with
+ * metadata meta (*stored 1); one transaction */
 int bfdb_model_part_put(bfdb_store *blob, const uint8_t sha[BFDB_SHA256_LEN],
                         const void *data, size_t len, const char *meta,
                         size_t mlen, uint64_t *blob_id, int *stored);

@@ -211,17 +211,24 @@ free_unused(struct worker *w, uint8_t (*shas)[BFDB_SHA256_LEN], size_t n,
  * the call is failed and NULL returned */
 static uint8_t *
 read_part(struct call *c, bfdb_store *blob, uint64_t blob_id,
-          const uint8_t sha[32], uint64_t size, const char *where)
+          const uint8_t sha[32], uint64_t size, const char *where,
+          int *gone)
 {
     void *data;
     size_t len, mlen;
     char *meta = NULL;
     uint8_t d[32];
 
+    if (gone)
+        *gone = 0;
     int rc = bfdb_blob_get(blob, blob_id, BFDB_MODEL_PART_SIZE, &data, &len,
                            &meta, &mlen);
     free(meta);
     if (rc == BFDB_ENOTFOUND) {
+        if (gone) { /* the caller says why */
+            *gone = 1;
+            return NULL;
+        }
         call_fail(c, GRPC_STATUS_DATA_LOSS, "%s: its blob %" PRIu64
                   " is gone", where, blob_id);
         return NULL;
@@ -483,7 +490,7 @@ push_resume_prefix(struct call *c, struct push_state *p,
             char where[64];
             snprintf(where, sizeof(where), "held part %" PRIu64, want_part);
             uint8_t *data = read_part(c, w->blob, id, mp->sha, mp->size,
-                                      where);
+                                      where, NULL);
             if (data == NULL) {
                 bfdb_sha256_free(h);
                 return -1;
@@ -627,6 +634,16 @@ push_header(struct call *c, struct push_state *p, Buffdb__Model__PushHeader *h)
         return -1;
     }
     p->locked = 1;
+    /* a push of the version may have committed between the check above
+     * and the lock */
+    rc = bfdb_model_resolve(w->kv, p->name, p->version, NULL, &have);
+    free(have);
+    have = NULL;
+    if (rc == BFDB_OK) {
+        call_fail(c, GRPC_STATUS_ALREADY_EXISTS, "model %s version %s "
+                  "already exists", p->name, p->version);
+        return -1;
+    }
 
     /* the header as the server keeps it */
     p->hdr_len = protobuf_c_message_get_packed_size(&in->base);
@@ -1175,6 +1192,8 @@ push_end(struct call *c)
     bfdb_cache_global_end(w->shm);
     if (rc != BFDB_OK) {
         h_store_fail(c, rc, bfdb_store_errmsg(w->kv));
+        if (rc == BFDB_EEXIST) /* nothing left to resume */
+            push_abandon(c, p);
         goto out;
     }
     log_info("model %s:%s pushed: %u files, %" PRIu64 " bytes, %zu parts",
@@ -1388,14 +1407,18 @@ pull_pump(struct call *c)
                       where);
             return 0;
         }
-        if ((s->buf = read_part(c, s->blob, id, p->sha, p->size, where)) ==
-            NULL) {
+        int gone;
+        if ((s->buf = read_part(c, s->blob, id, p->sha, p->size, where,
+                                &gone)) == NULL) {
             /* a version deleted under the pull says so */
             char *v = NULL;
-            if (bfdb_model_resolve(c->w->kv, s->name, s->version, NULL, &v) ==
-                BFDB_ENOTFOUND)
+            if (gone && bfdb_model_resolve(c->w->kv, s->name, s->version,
+                                           NULL, &v) == BFDB_ENOTFOUND)
                 call_fail(c, GRPC_STATUS_NOT_FOUND, "model %s version %s was "
                           "deleted during the pull", s->name, s->version);
+            else if (gone)
+                call_fail(c, GRPC_STATUS_DATA_LOSS, "%s: its blob %" PRIu64
+                          " is gone", where, id);
             free(v);
             return 0;
         }
