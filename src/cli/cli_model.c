@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <grpc/grpc.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdint.h>
@@ -2309,6 +2310,11 @@ cli_model(int argc, char **argv)
     struct mctx c;
     int rc;
 
+    /* transfers allocate and free a megabyte per message: keep freed
+     * memory instead of handing it back to the kernel and faulting it in
+     * again for the next message (that cost more CPU than the copies) */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
     memset(&c, 0, sizeof(c));
     rc = parse_args(&c, argc, argv);
     if (rc == 0)
