@@ -269,6 +269,7 @@ struct push_state {
     uint32_t *nparts;              /* per file: parts stored */
     uint8_t (*digest)[32];         /* per file, once complete */
     bfdb_sha256 *fh;               /* the current file's running hash */
+    bfdb_sha256 *ph;               /* the current part's, alongside */
     uint8_t *buf;                  /* the current part */
     size_t buflen;
     uint64_t total, held_at_start;
@@ -329,6 +330,8 @@ push_free(struct push_state *p)
     free(p->digest);
     if (p->fh)
         bfdb_sha256_free(p->fh);
+    if (p->ph)
+        bfdb_sha256_free(p->ph);
     free(p->buf);
     free(p);
 }
@@ -378,7 +381,10 @@ store_part(struct call *c, struct push_state *p)
     mp.file = p->cur;
     mp.part = p->nparts[p->cur];
     mp.size = p->buflen;
-    bfdb_sha256_digest(p->buf, p->buflen, mp.sha);
+    /* hashed as the chunks came, while their bytes were in the cache */
+    bfdb_sha256_final(p->ph, mp.sha);
+    bfdb_sha256_free(p->ph);
+    p->ph = NULL;
     json_t *m = json_pack("{s:s, s:I, s:s, s:s}", "model", p->name, "part",
                           (json_int_t)p->gpart, "type", "weights", "version",
                           p->version);
@@ -771,8 +777,13 @@ push_chunk(struct call *c, struct push_state *p, Buffdb__Model__Chunk *ch)
     while (n > 0) {
         size_t room = BFDB_MODEL_PART_SIZE - p->buflen;
         size_t take = n < room ? n : room;
+        if (p->ph == NULL && (p->ph = bfdb_sha256_new()) == NULL) {
+            call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            return -1;
+        }
         memcpy(p->buf + p->buflen, d, take);
         bfdb_sha256_update(p->fh, d, take);
+        bfdb_sha256_update(p->ph, d, take);
         p->buflen += take;
         d += take;
         n -= take;
@@ -792,10 +803,79 @@ push_chunk(struct call *c, struct push_state *p, Buffdb__Model__Chunk *ch)
     return 0;
 }
 
+/* varint - read a protobuf varint at *pp (before end); -1 if malformed */
+static int
+varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *p = *pp;
+    uint64_t x = 0;
+
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+        uint8_t b = *p++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            *pp = p;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/*
+ * chunk_view - a PushRequest that holds a chunk, read without copying its
+ * data (protobuf-c would copy every megabyte once more): ch->data points
+ * into the request.  -1 for anything else (a header, unusual encodings),
+ * which then goes through protobuf-c.
+ */
+static int
+chunk_view(const uint8_t *d, size_t n, Buffdb__Model__Chunk *ch)
+{
+    const uint8_t *p = d, *end = d + n;
+    uint64_t tag, len, v;
+
+    buffdb__model__chunk__init(ch);
+    if (varint(&p, end, &tag) != 0 || tag != ((2 << 3) | 2) ||
+        varint(&p, end, &len) != 0 || len != (uint64_t)(end - p))
+        return -1;
+    while (p < end) {
+        if (varint(&p, end, &tag) != 0)
+            return -1;
+        switch (tag) {
+        case (1 << 3) | 0:
+            if (varint(&p, end, &v) != 0 || v > UINT32_MAX)
+                return -1;
+            ch->file = (uint32_t)v;
+            break;
+        case (2 << 3) | 0:
+            if (varint(&p, end, &v) != 0)
+                return -1;
+            ch->offset = v;
+            break;
+        case (3 << 3) | 2:
+            if (varint(&p, end, &len) != 0 || len > (uint64_t)(end - p))
+                return -1;
+            ch->data.data = (uint8_t *)p;
+            ch->data.len = (size_t)len;
+            p += len;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void
 push_request(struct call *c, const uint8_t *data, size_t len)
 {
     struct push_state *p = c->state;
+    Buffdb__Model__Chunk view;
+
+    if (p != NULL && chunk_view(data, len, &view) == 0) {
+        (void)push_chunk(c, p, &view);
+        return;
+    }
     Buffdb__Model__PushRequest *req =
         buffdb__model__push_request__unpack(NULL, len, data);
 
