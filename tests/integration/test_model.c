@@ -19,14 +19,14 @@
  * in blobs and in what DeleteVersion frees (also while a push uses its
  * parts, or a Pull reads them); aliases; two pushes of one version at
  * once, two versions of the same bytes at once; malformed requests; a
- * corrupted or deleted part found by Pull (DATA_LOSS) and Verify, and not
- * reused by a later push.
+ * corrupted or deleted part found by Pull (DATA_LOSS) and Verify; a damaged
+ * part rewritten (not reused) by a later push of the same bytes, which
+ * repairs every version using it; a Pull of a version deleted under it
+ * (NOT_FOUND).
  *
- * Some tests check promises the server did not keep when they were
- * written; they say so with cr_expect (so the rest of the test, and the
- * server log check, still run): every part blob fits a default 4 MiB
- * client message; a push over a damaged part; a Pull of a version
- * deleted under it.
+ * Sizes are in parts: PART is the server's part size (4 MiB less 64 KiB,
+ * so that a part blob with its metadata fits a default 4 MiB client
+ * message); "2 * PART + MIB" is two full parts and a third of 1 MiB.
  *
  * Data: files are made here from a fixed-seed generator; digests are
  * computed with OpenSSL, not with the server's code.  Threads other than
@@ -65,7 +65,8 @@
 #define WAIT_MS 15000          /* polls of PushStatus */
 
 #define MIB (1u << 20)
-#define PART (4u << 20) /* the server's part size (model.proto) */
+/* the server's part size (BFDB_MODEL_PART_SIZE, model.proto) */
+#define PART ((4u << 20) - (64u << 10))
 /* gRPC's default receive limit (GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH) */
 #define DEFAULT_MAX_RECV (4 * 1024 * 1024)
 #define PULL_CHUNK_MAX ((4u << 20) - (64u << 10))
@@ -1176,7 +1177,7 @@ Test(model, push_then_pull_round_trips_weights_and_a_multipart_file)
 
     make_safetensors(&f[0], "model.safetensors");
     make_gguf(&f[1], "gguf/model-q.gguf");
-    mfile_random(&f[2], "extra/tokenizer.bin", 9 * MIB + 12345, 1);
+    mfile_random(&f[2], "extra/tokenizer.bin", 2 * PART + MIB + 12345, 1);
     f[1].hdr_sha = ""; /* optional: the server's digest is kept */
 
     ModelInfo *mi = push_ok(c, "llm", "1.0", f, 3);
@@ -1257,7 +1258,9 @@ Test(model, push_then_pull_round_trips_weights_and_a_multipart_file)
     pulled_decode(&r, &p, 0, 0, 1);
     expect_info(p.mi, "llm", "1.0", f, 3);
     cr_assert_eq(p.mi->parameter_count, 25);
-    cr_assert_geq(p.nchunks, 1 + 1 + 10, "%zu chunks", p.nchunks);
+    /* 1 MiB chunks: at least one per MiB of each file */
+    cr_assert_geq(p.nchunks, 1 + 1 + (f[2].size + MIB - 1) / MIB,
+                  "%zu chunks", p.nchunks);
     pulled_free(&p);
     gc_result_free(&r);
 
@@ -1285,7 +1288,8 @@ Test(model, upstream_keys_and_blobs_describe_the_model)
     static const char *const vers[] = {"2.0", "1.0", "1.5"};
     ModelInfo *mi[3];
 
-    mfile_random(&f[0], "weights/part-a.bin", 5 * MIB + 7, 21);
+    /* 2 parts, then 1 for config.json */
+    mfile_random(&f[0], "weights/part-a.bin", PART + MIB + 7, 21);
     mfile_random(&f[1], "config.json", 333, 22);
     for (int i = 0; i < 3; i++) {
         f[0].data[0] = (uint8_t)i; /* versions differ in their first part */
@@ -1359,8 +1363,12 @@ Test(model, upstream_keys_and_blobs_describe_the_model)
         Buffdb__Blob__GetResponse *g = buffdb__blob__get_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(g);
-        cr_assert_leq(g->bytes.len, PART, "part %zu: %zu bytes", i,
-                      g->bytes.len);
+        /* part 0 is a full part, part 1 the rest of the file, part 2
+         * the whole of config.json */
+        size_t want_len = i == 0 ? PART : i == 1 ? f[0].size - PART
+                                                 : f[1].size;
+        cr_assert_eq(g->bytes.len, want_len, "part %zu: %zu bytes, expected "
+                     "%zu", i, g->bytes.len, want_len);
         cr_assert_leq(at + g->bytes.len, total, "the parts are longer than "
                       "the files");
         memcpy(cat + at, g->bytes.data, g->bytes.len);
@@ -1474,12 +1482,13 @@ Test(model, every_part_fits_a_default_4mib_client_message)
     struct gc_conn *c = conn_to(s);
     struct mfile f;
 
-    mfile_random(&f, "big.bin", 9 * MIB, 31);
+    mfile_random(&f, "big.bin", 2 * PART + MIB, 31); /* 2 full parts */
     ModelInfo *mi = push_ok(c, "big", "1", &f, 1);
+    cr_assert_eq(mi->n_blob_ids, 3, "%zu parts", mi->n_blob_ids);
     struct gc_result r;
     blob_get_all(c, mi->blob_ids, mi->n_blob_ids, &r);
     for (size_t i = 0; i < r.n; i++)
-        cr_expect_leq(r.msgs[i].len, (size_t)DEFAULT_MAX_RECV,
+        cr_assert_leq(r.msgs[i].len, (size_t)DEFAULT_MAX_RECV,
                       "Blob.Get of part %zu (blob %" PRIu64 ") is a %zu-byte "
                       "message: a client with the default 4 MiB receive "
                       "limit (%d bytes) cannot read it", i, mi->blob_ids[i],
@@ -1508,8 +1517,8 @@ Test(model, digest_mismatch_is_refused_and_leaves_nothing)
     struct gc_reqs q = {0};
     char wrong[65];
 
-    mfile_random(&f[0], "a.bin", 5 * MIB, 41);  /* 2 parts stored first */
-    mfile_random(&f[1], "b/second.bin", 6 * MIB, 42);
+    mfile_random(&f[0], "a.bin", PART + MIB, 41); /* 2 parts stored first */
+    mfile_random(&f[1], "b/second.bin", PART + 2 * MIB, 42); /* 2 parts */
     int64_t before = blob_count(c);
 
     /* the second file's digest is wrong: both files' parts were stored by
@@ -1564,16 +1573,20 @@ Test(model, cancelled_push_is_held_and_resumes_from_offset_zero)
     struct mfile f;
     struct gc_reqs q = {0};
 
-    mfile_random(&f, "w.bin", 10 * MIB, 51); /* parts 4 + 4 + 2 MiB */
+    /* parts PART + PART + 2 MiB; 1 MiB chunks: the 10th (last) starts at
+     * 9 MiB, past the end of the second part */
+    mfile_random(&f, "w.bin", 2 * PART + 2 * MIB, 51);
     int64_t before = blob_count(c);
     push_reqs(&q, "m", "1", &f, 1);
+    cr_assert_eq(q.n, 1 + 10);
+    cr_assert_geq(9 * MIB, 2 * PART);
     /* header and 9 of the 10 chunks, then the client goes away */
     struct gc_stream *st = gc_stream_start(c, M_PUSH, PUSH_DEADLINE_MS);
     cr_assert_not_null(st);
     for (size_t i = 0; i < 10; i++)
         cr_assert_eq(gc_stream_send(st, &q.v[i]), 0, "send %zu", i);
-    int64_t h = wait_held(c2, "m", "1", 8 * MIB);
-    cr_assert_eq(h, 8 * MIB, "held %" PRId64 " before the cancel", h);
+    int64_t h = wait_held(c2, "m", "1", 2 * PART);
+    cr_assert_eq(h, 2 * PART, "held %" PRId64 " before the cancel", h);
     gc_stream_cancel(st);
 
     /* what is held: whole parts only */
@@ -1584,13 +1597,13 @@ Test(model, cancelled_push_is_held_and_resumes_from_offset_zero)
             buffdb__model__push_status_response__free_unpacked(ps, NULL);
         ps = push_status(c2, "m", "1");
         cr_assert_not_null(ps, "no unfinished push after the cancel");
-    } while (ps->held_bytes != 8 * MIB && ts_now_ms() < until);
-    cr_assert_eq(ps->held_bytes, 8 * MIB);
-    cr_assert_eq(ps->total_bytes, 10 * MIB);
+    } while (ps->held_bytes != 2 * PART && ts_now_ms() < until);
+    cr_assert_eq(ps->held_bytes, 2 * PART);
+    cr_assert_eq(ps->total_bytes, f.size);
     cr_assert_eq(ps->n_files, 1);
     cr_assert(beq(ps->files[0]->path, "w.bin"));
-    cr_assert_eq(ps->files[0]->size, 10 * MIB);
-    cr_assert_eq(ps->files[0]->held, 8 * MIB);
+    cr_assert_eq(ps->files[0]->size, f.size);
+    cr_assert_eq(ps->files[0]->held, 2 * PART);
     cr_assert_not_null(ps->info);
     cr_assert(beq(ps->info->name, "m") && beq(ps->info->version, "1"));
     buffdb__model__push_status_response__free_unpacked(ps, NULL);
@@ -1619,14 +1632,15 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    mfile_random(&f[0], "a.bin", 5 * MIB, 61);
-    mfile_random(&f[1], "b.bin", 6 * MIB + 100, 62);
+    mfile_random(&f[0], "a.bin", PART + MIB, 61);           /* 2 parts */
+    mfile_random(&f[1], "b.bin", PART + 2 * MIB + 100, 62); /* 2 parts */
     int64_t before = blob_count(c);
 
-    /* all of a.bin and 4.5 MiB of b.bin, then half-close */
+    /* all of a.bin and b.bin's first part and half a MiB, then
+     * half-close */
     add_header(&q, "m", "2", f, 2);
     add_chunks(&q, 0, &f[0], 0, f[0].size, MIB);
-    add_chunks(&q, 1, &f[1], 0, 4 * MIB + MIB / 2, MIB / 2);
+    add_chunks(&q, 1, &f[1], 0, PART + MIB / 2, MIB / 2);
     push_run(c, &q, &r);
     expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
                 "Push closed early");
@@ -1638,9 +1652,9 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
     cr_assert_eq(ps->n_files, 2);
     cr_assert_eq(ps->files[0]->held, f[0].size, "a.bin held %" PRIu64,
                  ps->files[0]->held);
-    cr_assert_eq(ps->files[1]->held, 4 * MIB, "b.bin held %" PRIu64
+    cr_assert_eq(ps->files[1]->held, PART, "b.bin held %" PRIu64
                  " (whole parts only)", ps->files[1]->held);
-    cr_assert_eq(ps->held_bytes, f[0].size + 4 * MIB);
+    cr_assert_eq(ps->held_bytes, f[0].size + PART);
     cr_assert_eq(ps->total_bytes, f[0].size + f[1].size);
     uint64_t held1 = ps->files[1]->held;
     buffdb__model__push_status_response__free_unpacked(ps, NULL);
@@ -1665,14 +1679,17 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
     mfile_rehash(&f[1]);
     add_header(&q, "m", "3", f, 2);
     add_chunks(&q, 0, &f[0], 0, f[0].size, MIB);
-    add_chunks(&q, 1, &f[1], 0, 4 * MIB + MIB / 2, MIB);
+    add_chunks(&q, 1, &f[1], 0, PART + MIB / 2, MIB);
     push_run(c, &q, &r);
     expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
                 "Push closed early");
     gc_result_free(&r);
     gc_reqs_free(&q);
     add_header(&q, "m", "3", f, 2);
-    /* from 1 MiB in 1.25 MiB chunks: one straddles the held 4 MiB */
+    /* from 1 MiB in 1.25 MiB chunks: the one at 3.5 MiB straddles the
+     * held PART */
+    cr_assert(MIB + 2 * (MIB + MIB / 4) < PART &&
+              MIB + 3 * (MIB + MIB / 4) > PART);
     add_chunks(&q, 1, &f[1], MIB, f[1].size, MIB + MIB / 4);
     mi = push_q_ok(c, &q, "Push resumed below its held offset");
     gc_reqs_free(&q);
@@ -1693,22 +1710,22 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    mfile_random(&x, "x.bin", 9 * MIB, 71);
-    mfile_random(&y, "y.bin", 10 * MIB, 72);
+    mfile_random(&x, "x.bin", 2 * PART + MIB, 71);     /* 3 parts */
+    mfile_random(&y, "y.bin", 2 * PART + 2 * MIB, 72); /* 3 parts */
     int64_t before = blob_count(c);
 
     add_header(&q, "m", "1", &x, 1);
-    add_chunks(&q, 0, &x, 0, 8 * MIB, MIB);
+    add_chunks(&q, 0, &x, 0, 2 * PART, MIB);
     push_run(c, &q, &r);
     expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push x");
     gc_result_free(&r);
     gc_reqs_free(&q);
-    cr_assert_eq(held_bytes(c, "m", "1"), 8 * MIB);
+    cr_assert_eq(held_bytes(c, "m", "1"), 2 * PART);
     cr_assert_eq(blob_count(c), before + 2);
 
     /* other files for the same version: x's parts go */
     add_header(&q, "m", "1", &y, 1);
-    add_chunks(&q, 0, &y, 0, 4 * MIB + 1, MIB);
+    add_chunks(&q, 0, &y, 0, PART + 1, MIB);
     push_run(c, &q, &r);
     expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push y");
     gc_result_free(&r);
@@ -1718,8 +1735,8 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
     cr_assert_eq(ps->n_files, 1);
     cr_assert(beq(ps->files[0]->path, "y.bin"), "the unfinished push is "
               "still of %s", B(ps->files[0]->path));
-    cr_assert_eq(ps->held_bytes, 4 * MIB);
-    cr_assert_eq(ps->total_bytes, 10 * MIB);
+    cr_assert_eq(ps->held_bytes, PART);
+    cr_assert_eq(ps->total_bytes, y.size);
     buffdb__model__push_status_response__free_unpacked(ps, NULL);
     cr_assert_eq(blob_count(c), before + 1, "x's 2 parts freed, y's 1 held");
 
@@ -1740,7 +1757,7 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
 
     /* AbortPush frees what only it used */
     add_header(&q, "m", "1", &y, 1);
-    add_chunks(&q, 0, &y, 0, 9 * MIB, MIB);
+    add_chunks(&q, 0, &y, 0, 2 * PART + MIB, MIB); /* 2 whole parts */
     push_run(c, &q, &r);
     expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push y");
     gc_result_free(&r);
@@ -1765,7 +1782,7 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
     /* a part a version uses survives the abort of a push that shared it */
     ModelInfo *mi = push_ok(c, "m", "2", &x, 1);
     add_header(&q, "m", "3", &x, 1);
-    add_chunks(&q, 0, &x, 0, 4 * MIB, MIB);
+    add_chunks(&q, 0, &x, 0, PART, MIB); /* x's first part, whole */
     push_run(c, &q, &r);
     expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push x");
     gc_result_free(&r);
@@ -1797,13 +1814,13 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
     struct gc_conn *c = conn_to(s);
     struct mfile f;
 
-    mfile_random(&f, "weights.bin", 12 * MIB, 81);
+    mfile_random(&f, "weights.bin", 3 * PART, 81); /* 3 full parts */
     int64_t b0 = blob_count(c);
     ModelInfo *v1 = push_ok(c, "dd", "v1", &f, 1);
     int64_t b1 = blob_count(c);
     cr_assert_eq(b1, b0 + 3);
 
-    f.data[6 * MIB] ^= 0x5a; /* the middle part */
+    f.data[PART + PART / 2] ^= 0x5a; /* the middle part */
     mfile_rehash(&f);
     ModelInfo *v2 = push_ok(c, "dd", "v2", &f, 1);
     expect_info(v2, "dd", "v2", &f, 1);
@@ -1816,7 +1833,7 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
     cr_assert_neq(v1->blob_ids[1], v2->blob_ids[1]);
 
     /* pushing v1's bytes again as v3 stores nothing */
-    f.data[6 * MIB] ^= 0x5a;
+    f.data[PART + PART / 2] ^= 0x5a;
     mfile_rehash(&f);
     ModelInfo *v3 = push_ok(c, "dd", "v3", &f, 1);
     cr_assert_eq(blob_count(c), b1 + 1);
@@ -1828,7 +1845,7 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
 
     d = delete_ok(c, "dd", "v1", 0);
     cr_assert_eq(d->parts_freed, 1, "parts_freed %" PRIu64, d->parts_freed);
-    cr_assert_eq(d->bytes_freed, 4 * MIB, "bytes_freed %" PRIu64,
+    cr_assert_eq(d->bytes_freed, PART, "bytes_freed %" PRIu64,
                  d->bytes_freed);
     cr_assert_eq(d->n_aliases_removed, 0);
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
@@ -1839,17 +1856,17 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
     expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "deleting v1 twice");
     gc_result_free(&r);
 
-    f.data[6 * MIB] ^= 0x5a; /* v2's bytes */
+    f.data[PART + PART / 2] ^= 0x5a; /* v2's bytes */
     mfile_rehash(&f);
     expect_pull_same(c, "dd", "v2", NULL, &f, 1, 0);
     Buffdb__Model__VerifyResponse *v = verify(c, "dd", "v2");
     cr_assert(v->ok, "Verify v2 after deleting v1");
-    cr_assert_eq(v->bytes_checked, 12 * MIB);
+    cr_assert_eq(v->bytes_checked, 3 * PART);
     buffdb__model__verify_response__free_unpacked(v, NULL);
 
     d = delete_ok(c, "dd", "v2", 0);
     cr_assert_eq(d->parts_freed, 3);
-    cr_assert_eq(d->bytes_freed, 12 * MIB);
+    cr_assert_eq(d->bytes_freed, 3 * PART);
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
     cr_assert_eq(blob_count(c), b0);
     char *ix = kv_value(c, "model:dd:index");
@@ -1868,8 +1885,8 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
 /*
  * A part an unfinished push has recorded survives the deletion of the
  * version it came from; a Pull of a version deleted under it ends
- * NOT_FOUND (or completes, if it had read every part), never with wrong
- * bytes.
+ * NOT_FOUND, saying the version was deleted during the pull, after only
+ * right bytes.
  */
 Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
 {
@@ -1878,16 +1895,18 @@ Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
     struct mfile f;
     struct gc_reqs q = {0};
 
-    mfile_random(&f, "w.bin", 12 * MIB, 181);
+    mfile_random(&f, "w.bin", 3 * PART, 181); /* 3 full parts */
     ModelInfo *v1 = push_ok(c, "dp", "v1", &f, 1);
 
     /* v2 (same bytes) has recorded part 0 when v1 goes */
     push_reqs(&q, "dp", "v2", &f, 1);
     struct gc_stream *st = gc_stream_start(c, M_PUSH, PUSH_DEADLINE_MS);
     cr_assert_not_null(st);
-    for (size_t i = 0; i < 6; i++) /* header and 5 MiB */
+    /* header and 5 MiB: part 0 whole, part 1 not */
+    cr_assert(5 * MIB > PART && 5 * MIB < 2 * PART);
+    for (size_t i = 0; i < 6; i++)
         cr_assert_eq(gc_stream_send(st, &q.v[i]), 0);
-    cr_assert_eq(wait_held(c2, "dp", "v2", 4 * MIB), 4 * MIB);
+    cr_assert_eq(wait_held(c2, "dp", "v2", PART), PART);
     Buffdb__Model__DeleteVersionResponse *d = delete_ok(c2, "dp", "v1", 0);
     cr_assert_eq(d->parts_freed, 2, "deleting v1 freed %" PRIu64 " parts; "
                  "v2's push holds part 0", d->parts_freed);
@@ -1907,11 +1926,12 @@ Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
     expect_pull_same(c2, "dp", "v2", NULL, &f, 1, 0);
     gc_reqs_free(&q);
 
-    /* a Pull in progress when its version is deleted: 40 MiB, far more
-     * than flow control lets the server send ahead of a client not
-     * reading, so parts are still unread when the version goes */
+    /* a Pull in progress when its version is deleted: 10 parts (nearly
+     * 40 MiB), far more than flow control lets the server send ahead of
+     * a client not reading, so parts are still unread when the version
+     * goes */
     struct mfile big;
-    mfile_random(&big, "big.bin", 40 * MIB, 182);
+    mfile_random(&big, "big.bin", 10 * PART, 182);
     ModelInfo *vb = push_ok(c, "dp", "big", &big, 1);
     buffdb__model__model_info__free_unpacked(vb, NULL);
     Buffdb__Model__PullRequest pm = BUFFDB__MODEL__PULL_REQUEST__INIT;
@@ -1951,16 +1971,16 @@ Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
     pulled_decode(&all, &p, 0, 0, r.code == GRPC_STATUS_OK);
     cr_assert(memcmp(p.data[0], big.data, p.to[0]) == 0,
               "the bytes sent before the delete are wrong");
+    uint64_t sent = p.to[0];
     mfiles_free(&big, 1);
     pulled_free(&p);
     free(all.msgs);
-    cr_expect(r.code == GRPC_STATUS_NOT_FOUND || r.code == GRPC_STATUS_OK,
-              "Pull of a version deleted under it: %s (\"%s\"), expected "
-              "NOT_FOUND (\"deleted during the pull\")",
-              gc_status_name(r.code), r.details);
-    if (r.code == GRPC_STATUS_NOT_FOUND)
-        cr_expect(strstr(r.details, "deleted") != NULL, "details: %s",
-                  r.details);
+    expect_status(&r, GRPC_STATUS_NOT_FOUND, "Pull of a version deleted "
+                  "under it");
+    cr_assert(strstr(r.details, "deleted during the pull") != NULL,
+              "Pull of a version deleted under it: details \"%s\" do not "
+              "say so", r.details);
+    cr_assert_lt(sent, 10 * (uint64_t)PART, "every byte was sent");
     gc_result_free(&r);
     gc_reqs_free(&q);
 
@@ -2083,13 +2103,15 @@ Test(model, a_running_push_aborts_a_second_one_on_either_worker)
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    mfile_random(&f, "w.bin", 8 * MIB, 101);
+    mfile_random(&f, "w.bin", 2 * PART, 101); /* 2 full parts */
     push_reqs(&q, "m", "1", &f, 1);
     struct gc_stream *st = gc_stream_start(ca, M_PUSH, PUSH_DEADLINE_MS);
     cr_assert_not_null(st);
-    for (size_t i = 0; i < 6; i++) /* header and 5 MiB */
+    /* header and 5 MiB: part 0 whole, part 1 not */
+    cr_assert(5 * MIB > PART && 5 * MIB < 2 * PART);
+    for (size_t i = 0; i < 6; i++)
         cr_assert_eq(gc_stream_send(st, &q.v[i]), 0);
-    cr_assert_eq(wait_held(cb, "m", "1", 4 * MIB), 4 * MIB);
+    cr_assert_eq(wait_held(cb, "m", "1", PART), PART);
 
     /* another worker, then the same worker */
     push_run(cb, &q, &r);
@@ -2171,8 +2193,8 @@ Test(model, racing_pushes_of_one_version_make_exactly_one)
     struct mfile f[2];
     enum { ROUNDS = 4 };
 
-    mfile_random(&f[0], "w.bin", 6 * MIB, 111);
-    mfile_random(&f[1], "w.bin", 6 * MIB, 112);
+    mfile_random(&f[0], "w.bin", PART + 2 * MIB, 111); /* 2 parts */
+    mfile_random(&f[1], "w.bin", PART + 2 * MIB, 112);
     for (int round = 0; round < ROUNDS; round++) {
         char ver[16];
         pid_t w0, w1;
@@ -2230,7 +2252,7 @@ Test(model, racing_pushes_of_one_version_make_exactly_one)
     /* two versions of new bytes at once, on two workers: both made, each
      * part stored once */
     struct mfile g;
-    mfile_random(&g, "g.bin", 10 * MIB, 113);
+    mfile_random(&g, "g.bin", 2 * PART + 2 * MIB, 113); /* 3 parts */
     pid_t w0, w1;
     struct gc_conn *c0 = conn_find(s, 0, 0, &w0);
     struct gc_conn *c1 = conn_find(s, w0, 0, &w1);
@@ -2364,7 +2386,7 @@ Test(model, bad_chunks_are_invalid_argument)
     struct mfile f[2];
     struct gc_reqs q = {0};
 
-    mfile_random(&f[0], "a.bin", 5 * MIB, 131);
+    mfile_random(&f[0], "a.bin", PART + MIB, 131); /* 2 parts */
     mfile_random(&f[1], "b.bin", 1000, 132);
 
     /* past the end of a file */
@@ -2427,9 +2449,9 @@ Test(model, pull_errors_and_resume_points)
     struct gc_result r;
     struct pulled p;
 
-    mfile_random(&f[0], "a.bin", 5 * MIB, 141);
+    mfile_random(&f[0], "a.bin", PART + MIB, 141); /* 2 parts */
     mfile_random(&f[1], "empty.bin", 0, 142);
-    mfile_random(&f[2], "c.bin", 3 * MIB + 17, 143);
+    mfile_random(&f[2], "c.bin", 3 * MIB + 17, 143); /* 1 part */
     ModelInfo *mi = push_ok(c, "m", "1", f, 3);
     expect_info(mi, "m", "1", f, 3);
     buffdb__model__model_info__free_unpacked(mi, NULL);
@@ -2466,9 +2488,9 @@ Test(model, pull_errors_and_resume_points)
     static const struct {
         uint32_t file;
         uint64_t off;
-    } at[] = {{0, 4 * MIB + 100}, {0, 4 * MIB}, {0, 1}, {0, 5 * MIB},
-              {1, 0}, {2, 1000}, {2, 3 * MIB + 16}, {2, 3 * MIB + 17},
-              {3, 0}};
+    } at[] = {{0, PART + 100}, {0, PART}, {0, PART - 1}, {0, 1},
+              {0, PART + MIB}, {1, 0}, {2, 1000}, {2, 3 * MIB + 16},
+              {2, 3 * MIB + 17}, {3, 0}};
     for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
         pull_r(c, "m", "1", NULL, at[i].file, at[i].off, 0, &r);
         expect_status(&r, GRPC_STATUS_OK, "Pull from a resume point");
@@ -2493,7 +2515,7 @@ Test(model, pull_errors_and_resume_points)
         pulled_free(&p);
         gc_result_free(&r);
     }
-    pull_r(c, "m", "1", NULL, 0, 5 * MIB + 1, 0, &r);
+    pull_r(c, "m", "1", NULL, 0, PART + MIB + 1, 0, &r);
     expect_fail(&r, GRPC_STATUS_OUT_OF_RANGE, NULL, "resume past a file");
     gc_result_free(&r);
     pull_r(c, "m", "1", NULL, 3, 1, 0, &r);
@@ -2543,13 +2565,15 @@ Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
     struct gc_result r;
     struct pulled p;
 
-    mfile_random(&f[0], "layers/a.bin", 9 * MIB, 151);
+    mfile_random(&f[0], "layers/a.bin", 2 * PART + MIB, 151); /* 3 parts */
     mfile_random(&f[1], "b.bin", 2000, 152);
     ModelInfo *mi = push_ok(c, "m", "1", f, 2);
     corrupt_blob(c, mi->files[0]->blob_ids[1]);
-    cr_assert_eq(query_int(c, "SELECT count(*) FROM blob WHERE length(data) "
-                           "= 4194304 AND data = zeroblob(4194304)",
-                           BUFFDB__QUERY__TARGET_STORE__BLOB), 1);
+    char zsql[160];
+    snprintf(zsql, sizeof(zsql), "SELECT count(*) FROM blob WHERE "
+             "length(data) = %u AND data = zeroblob(%u)", PART, PART);
+    cr_assert_eq(query_int(c, zsql, BUFFDB__QUERY__TARGET_STORE__BLOB), 1,
+                 "one full part of zeros: %s", zsql);
 
     /* Pull: part 0 goes out, part 1 is DATA_LOSS */
     pull_r(c, "m", "1", NULL, 0, 0, 0, &r);
@@ -2557,7 +2581,7 @@ Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
     cr_assert(strstr(r.details, "layers/a.bin") != NULL,
               "DATA_LOSS details do not name the file: %s", r.details);
     pulled_decode(&r, &p, 0, 0, 0);
-    cr_assert_leq(p.to[0], 4 * MIB, "bytes of the corrupted part were sent");
+    cr_assert_leq(p.to[0], PART, "bytes of the corrupted part were sent");
     cr_assert(memcmp(p.data[0], f[0].data, p.to[0]) == 0);
     pulled_free(&p);
     gc_result_free(&r);
@@ -2602,44 +2626,51 @@ Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
 
 /*
  * A push answers OK only for bytes it verified: a new version with the same
- * bytes as a damaged part must not be answered OK while it names that part
- * (deduplication would otherwise hand the damage on, silently).
+ * bytes as a damaged part does not hand the damage on.  The push checks the
+ * stored part, finds it damaged and rewrites it from the pushed bytes, which
+ * repairs every version using it.
  */
 Test(model, a_new_push_of_the_same_bytes_does_not_reuse_a_damaged_part)
 {
     struct ts_server *s = ts_start(NULL);
     struct gc_conn *c = conn_to(s);
     struct mfile f;
-    struct gc_reqs q = {0};
-    struct gc_result r;
 
-    mfile_random(&f, "a.bin", 6 * MIB, 171);
+    mfile_random(&f, "a.bin", PART + 2 * MIB, 171); /* 2 parts */
     ModelInfo *mi = push_ok(c, "m", "1", &f, 1);
     uint64_t victim = mi->blob_ids[0];
     corrupt_blob(c, victim);
+    int64_t blobs = blob_count(c);
 
-    push_reqs(&q, "m", "2", &f, 1);
-    push_run(c, &q, &r);
-    gc_reqs_free(&q);
-    if (r.code == GRPC_STATUS_OK) {
-        /* accepted: then it must have stored good bytes */
-        gc_result_free(&r);
-        Buffdb__Model__VerifyResponse *v = verify(c, "m", "2");
-        cr_expect(v->ok, "Push of m:2 answered OK, but Verify finds it "
-                  "damaged: it reuses the damaged part (blob %" PRIu64 ") "
-                  "of m:1", victim);
+    /* damaged: Verify of m:1 says so (part 0), a Pull fails */
+    Buffdb__Model__VerifyResponse *v = verify(c, "m", "1");
+    cr_assert_not(v->ok, "Verify of m:1 after its part 0 was zeroed: ok");
+    cr_assert(strstr(B(v->files[0]->error), "part 0") != NULL, "error: %s",
+              B(v->files[0]->error));
+    buffdb__model__verify_response__free_unpacked(v, NULL);
+    struct gc_result r;
+    pull_r(c, "m", "1", NULL, 0, 0, 0, &r);
+    expect_status(&r, GRPC_STATUS_DATA_LOSS, "Pull of the damaged m:1");
+    gc_result_free(&r);
+
+    ModelInfo *m2 = push_ok(c, "m", "2", &f, 1);
+    expect_info(m2, "m", "2", &f, 1);
+    cr_assert_eq(shared_ids(mi, m2), 2, "m:2 shares %zu of m:1's 2 parts",
+                 shared_ids(mi, m2));
+    cr_assert_eq(blob_count(c), blobs, "the repair added %" PRId64 " blobs",
+                 blob_count(c) - blobs);
+
+    /* both versions are whole again */
+    static const char *const vers[] = {"1", "2"};
+    for (int i = 0; i < 2; i++) {
+        v = verify(c, "m", vers[i]);
+        cr_assert(v->ok, "Verify of m:%s after the push of m:2: not ok (%s)",
+                  vers[i], v->n_files ? B(v->files[0]->error) : "");
+        cr_assert_eq(v->bytes_checked, f.size);
         buffdb__model__verify_response__free_unpacked(v, NULL);
-        pull_r(c, "m", "2", NULL, 0, 0, 0, &r);
-        cr_expect_eq(r.code, GRPC_STATUS_OK, "Pull of the version just "
-                     "pushed: %s (\"%s\")", gc_status_name(r.code),
-                     r.details);
-        gc_result_free(&r);
-    } else {
-        cr_log_info("Push over a damaged part: %s (\"%s\")",
-                    gc_status_name(r.code), r.details);
-        cr_assert_neq(r.code, GRPC_STATUS_INTERNAL, "%s", r.details);
-        gc_result_free(&r);
+        expect_pull_same(c, "m", vers[i], NULL, &f, 1, 0);
     }
+    buffdb__model__model_info__free_unpacked(m2, NULL);
     buffdb__model__model_info__free_unpacked(mi, NULL);
     mfiles_free(&f, 1);
     gc_close(c);
@@ -2656,14 +2687,17 @@ Test(model, kill_during_a_push_keeps_held_parts_and_no_orphans)
     struct gc_reqs q = {0};
     char *kvp, *blobp;
 
-    mfile_random(&f, "w.bin", 14 * MIB, 161); /* 4 parts */
+    mfile_random(&f, "w.bin", 3 * PART + 2 * MIB, 161); /* 4 parts */
     push_reqs(&q, "m", "1", &f, 1);
     struct gc_stream *st = gc_stream_start(c, M_PUSH, PUSH_DEADLINE_MS);
     cr_assert_not_null(st);
-    for (size_t i = 0; i < 10; i++) /* header and 9 MiB */
+    /* header and 9 MiB: parts 0 and 1 whole, part 2 not */
+    cr_assert(9 * MIB > 2 * PART && 9 * MIB < 3 * PART);
+    for (size_t i = 0; i < 10; i++)
         cr_assert_eq(gc_stream_send(st, &q.v[i]), 0);
-    cr_assert_eq(wait_held(c2, "m", "1", 8 * MIB), 8 * MIB);
-    /* more bytes in flight, the server dies while storing them */
+    cr_assert_eq(wait_held(c2, "m", "1", 2 * PART), 2 * PART);
+    /* more bytes in flight (to 12 MiB, past part 2's end), the server
+     * dies while storing them */
     for (size_t i = 10; i < 13; i++)
         if (gc_stream_send(st, &q.v[i]) != 0)
             break;
@@ -2682,7 +2716,7 @@ Test(model, kill_during_a_push_keeps_held_parts_and_no_orphans)
     buffdb__model__list_models_response__free_unpacked(lm, NULL);
     Buffdb__Model__PushStatusResponse *ps = push_status(c, "m", "1");
     cr_assert_not_null(ps, "the parts recorded before the kill are gone");
-    cr_assert(ps->held_bytes == 8 * MIB || ps->held_bytes == 12 * MIB,
+    cr_assert(ps->held_bytes == 2 * PART || ps->held_bytes == 3 * PART,
               "held %" PRIu64 " after the kill", ps->held_bytes);
     cr_assert_eq(ps->held_bytes % PART, 0);
     int64_t held = (int64_t)ps->held_bytes;

@@ -21,12 +21,14 @@ import model_pb2_grpc
 
 addr = sys.argv[1]
 MIB = 1 << 20
-PART = 4 * MIB
+# the server's part size (BFDB_MODEL_PART_SIZE): 4 MiB less 64 KiB, so that
+# a part with its metadata fits in one default 4 MiB message
+PART = 4 * MIB - 64 * 1024
 DEFAULT_MAX_RECV = 4 * MIB  # grpc.max_receive_message_length's default
 
 name, version = "llama-tiny", "2026.1"
-# 9 MiB and a bit: three parts, two of them full (4 MiB)
-files = [("weights/model.bin", os.urandom(9 * MIB + 4321)),
+# three parts, two of them full (PART bytes)
+files = [("weights/model.bin", os.urandom(2 * PART + MIB + 4321)),
          ("config.json", json.dumps({"hidden_size": 64}).encode())]
 whole = b"".join(d for _, d in files)
 
@@ -115,8 +117,11 @@ for i, bid in enumerate(info["blob_ids"]):
                 (i, bid, DEFAULT_MAX_RECV, e.details()))
         raise
 assert len(parts) == len(info["blob_ids"]), len(parts)
+# each file's parts: full ones of PART bytes, then the rest of the file
+want_lens = [min(PART, len(d) - off) for _, d in files
+             for off in range(0, len(d), PART)]
 for i, p in enumerate(parts):
-    assert len(p.bytes) <= PART, (i, len(p.bytes))
+    assert len(p.bytes) == want_lens[i], (i, len(p.bytes), want_lens[i])
     assert p.HasField("metadata"), i
     meta = json.loads(p.metadata)
     assert meta == {"model": name, "part": i, "type": "weights",
