@@ -1020,7 +1020,10 @@ pull_finish(struct pull *p)
     bfdb_sha256_free(p->h);
     p->h = NULL;
     hex(d, sizeof(d), got);
-    if (close(p->fd) != 0) {
+    /* on disk before it takes its name: a crash never leaves a short
+     * file under the final name */
+    int synced = fsync(p->fd);
+    if (close(p->fd) != 0 || synced != 0) {
         p->fd = -1;
         snprintf(p->err, sizeof(p->err), "could not write %s: %s", p->part,
                  strerror(errno));
