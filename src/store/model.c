@@ -644,6 +644,31 @@ alias_key(char *buf, size_t cap, const char *name, const char *alias)
 
 /* ---- kv side: versions ------------------------------------------------------- */
 
+/* version_is - BFDB_OK if name:version exists (want 1) or does not (want
+ * 0); otherwise BFDB_ENOTFOUND / BFDB_EEXIST saying so */
+static int
+version_is(bfdb_store *s, const char *name, const char *version, int want)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT 1 FROM buffdb_model_version WHERE name = ?1 AND"
+                     " version = ?2", &st);
+
+    if (rc != BFDB_OK)
+        return rc;
+    bind_nv(st, name, version);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_fail(s, rc, "could not look the version up");
+    if ((rc == SQLITE_ROW) == want)
+        return BFDB_OK;
+    if (want)
+        return store_failf(s, BFDB_ENOTFOUND, "model %s has no version %s",
+                           name, version);
+    return store_failf(s, BFDB_EEXIST, "model %s version %s already exists",
+                       name, version);
+}
+
 int
 bfdb_model_commit(bfdb_store *s, const char *name, const char *version,
                   const void *info, size_t ilen, const char *json,
@@ -657,21 +682,8 @@ bfdb_model_commit(bfdb_store *s, const char *name, const char *version,
         return rc;
     if ((rc = store_begin(s, 1)) != BFDB_OK)
         return rc;
-    if ((rc = prep(s, "SELECT 1 FROM buffdb_model_version WHERE name = ?1"
-                      " AND version = ?2", &st)) != BFDB_OK)
+    if ((rc = version_is(s, name, version, 0)) != BFDB_OK)
         goto fail;
-    bind_nv(st, name, version);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW) {
-        rc = store_failf(s, BFDB_EEXIST, "model %s version %s already exists",
-                         name, version);
-        goto fail;
-    }
-    if (rc != SQLITE_DONE) {
-        rc = store_fail(s, rc, "could not look the version up");
-        goto fail;
-    }
     if ((rc = prep(s, "INSERT INTO buffdb_model_version (name, version, seq,"
                       " info, created) VALUES (?1, ?2, (SELECT coalesce("
                       "max(seq), 0) + 1 FROM buffdb_model_version), ?3, ?4)",
@@ -928,21 +940,8 @@ bfdb_model_delete(bfdb_store *s, const char *name, const char *version,
         return rc;
     if ((rc = store_begin(s, 1)) != BFDB_OK)
         return rc;
-    if ((rc = prep(s, "SELECT 1 FROM buffdb_model_version WHERE name = ?1"
-                      " AND version = ?2", &st)) != BFDB_OK)
+    if ((rc = version_is(s, name, version, 1)) != BFDB_OK)
         goto fail;
-    bind_nv(st, name, version);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE) {
-        rc = store_failf(s, BFDB_ENOTFOUND, "model %s has no version %s",
-                         name, version);
-        goto fail;
-    }
-    if (rc != SQLITE_ROW) {
-        rc = store_fail(s, rc, "could not look the version up");
-        goto fail;
-    }
     if ((rc = bfdb_model_aliases(s, name, version, &al, &av, &nal)) !=
         BFDB_OK)
         goto fail;
@@ -1031,21 +1030,8 @@ bfdb_model_alias_set(bfdb_store *s, const char *name, const char *alias,
             goto fail;
         return store_commit(s);
     }
-    if ((rc = prep(s, "SELECT 1 FROM buffdb_model_version WHERE name = ?1"
-                      " AND version = ?2", &st)) != BFDB_OK)
+    if ((rc = version_is(s, name, version, 1)) != BFDB_OK)
         goto fail;
-    bind_nv(st, name, version);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE) {
-        rc = store_failf(s, BFDB_ENOTFOUND, "model %s has no version %s",
-                         name, version);
-        goto fail;
-    }
-    if (rc != SQLITE_ROW) {
-        rc = store_fail(s, rc, "could not look the version up");
-        goto fail;
-    }
     if ((rc = prep(s, "INSERT INTO buffdb_model_alias (name, alias, version)"
                       " VALUES (?1, ?2, ?3) ON CONFLICT (name, alias) DO"
                       " UPDATE SET version = excluded.version", &st)) !=
