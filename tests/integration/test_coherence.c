@@ -31,65 +31,23 @@
 
 #include "../helpers/grpc_client.h"
 #include "../helpers/helpers.h"
+#include "../helpers/kv_client.h"
 #include "../helpers/server.h"
 #include "kv.pb-c.h"
 #include "query.pb-c.h"
 
-#define DEADLINE_MS 20000 /* for single calls that should be quick */
 #define STRESS_DEADLINE_MS 10000
 
-#define KV_GET "/buffdb.kv.Kv/Get"
-#define KV_SET "/buffdb.kv.Kv/Set"
-#define KV_DELETE "/buffdb.kv.Kv/Delete"
-#define QUERY_EXECUTE "/buffdb.query.Query/Execute"
-
-static void
-setup(void)
-{
-    grpc_init();
-}
-
-static void
-teardown(void)
-{
-    gc_cleanup_all();
-    ts_cleanup_all();
-    grpc_shutdown_blocking();
-}
-
-TestSuite(coherence, .init = setup, .fini = teardown, .timeout = 180.);
+TestSuite(coherence, .init = kc_suite_init, .fini = kc_suite_fini,
+          .timeout = 180.);
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static ProtobufCBinaryData
-S(const char *s)
-{
-    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
-    return b;
-}
-
-static struct gc_conn *
-conn_to(struct ts_server *s)
-{
-    struct gc_conn *c = gc_connect(s->addr);
-    cr_assert_not_null(c, "could not create a channel to %s", s->addr);
-    return c;
-}
-
-static void
-add_set(struct gc_reqs *q, const char *k, const char *v)
-{
-    Buffdb__Kv__SetRequest m = BUFFDB__KV__SET_REQUEST__INIT;
-    m.key = S(k);
-    m.value = S(v);
-    gc_reqs_add(q, &m.base);
-}
 
 static void
 add_get(struct gc_reqs *q, const char *k)
 {
     Buffdb__Kv__GetRequest m = BUFFDB__KV__GET_REQUEST__INIT;
-    m.key = S(k);
+    m.key = kc_str(k);
     gc_reqs_add(q, &m.base);
 }
 
@@ -97,16 +55,7 @@ static void
 add_delete(struct gc_reqs *q, const char *k)
 {
     Buffdb__Kv__DeleteRequest m = BUFFDB__KV__DELETE_REQUEST__INIT;
-    m.key = S(k);
-    gc_reqs_add(q, &m.base);
-}
-
-static void
-add_execute(struct gc_reqs *q, const char *sql)
-{
-    Buffdb__Query__RawQuery m = BUFFDB__QUERY__RAW_QUERY__INIT;
-    m.query = S(sql);
-    m.target = BUFFDB__QUERY__TARGET_STORE__KV;
+    m.key = kc_str(k);
     gc_reqs_add(q, &m.base);
 }
 
@@ -163,8 +112,8 @@ kv_set(struct gc_conn *c, const char *k, const char *v)
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_set(&q, k, v);
-    one_call(c, KV_SET, &q, DEADLINE_MS, &r);
+    kc_add_kv_set(&q, k, v);
+    one_call(c, KC_KV_SET, &q, KC_DEADLINE_MS, &r);
     cr_assert_eq(r.code, GRPC_STATUS_OK, "Set %s: %s (%s)", k,
                  gc_status_name(r.code), r.details);
     cr_assert_eq(r.n, 1, "Set %s: %zu responses", k, r.n);
@@ -179,7 +128,7 @@ kv_expect(struct gc_conn *c, const char *k, const char *want)
     struct gc_result r;
 
     add_get(&q, k);
-    one_call(c, KV_GET, &q, DEADLINE_MS, &r);
+    one_call(c, KC_KV_GET, &q, KC_DEADLINE_MS, &r);
     cr_assert_eq(r.code, GRPC_STATUS_OK, "Get %s: %s (%s), expected \"%s\"",
                  k, gc_status_name(r.code), r.details, want);
     char *v = get_value(&r);
@@ -198,7 +147,7 @@ kv_expect_missing(struct gc_conn *c, const char *k)
     struct gc_result r;
 
     add_get(&q, k);
-    one_call(c, KV_GET, &q, DEADLINE_MS, &r);
+    one_call(c, KC_KV_GET, &q, KC_DEADLINE_MS, &r);
     char *v = r.code == GRPC_STATUS_OK ? get_value(&r) : NULL;
     cr_assert_eq(r.code, GRPC_STATUS_NOT_FOUND,
                  "Get %s: %s (%s) value \"%s\", expected NOT_FOUND", k,
@@ -251,35 +200,6 @@ stats_totals(struct ts_server *s)
     return t;
 }
 
-static int
-pid_in(pid_t p, const pid_t *set, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (set[i] == p)
-            return 1;
-    return 0;
-}
-
-/* fresh_worker - wait up to timeout_ms for a worker that is not in old and
- * logged "listening"; its pid or 0 */
-static pid_t
-fresh_worker(struct ts_server *s, const pid_t *old, int nold, int timeout_ms)
-{
-    long until = ts_now_ms() + timeout_ms;
-
-    for (;;) {
-        pid_t l[64], now[TS_MAX_WORKERS];
-        int nl = ts_listening_pids(s, l, 64);
-        int n = ts_worker_pids(s, now, TS_MAX_WORKERS);
-        for (int i = 0; i < n; i++)
-            if (!pid_in(now[i], old, nold) && pid_in(now[i], l, nl))
-                return now[i];
-        if (ts_now_ms() >= until)
-            return 0;
-        ts_sleep_ms(20);
-    }
-}
-
 /* get_from - a Get of k served by worker pid, on fresh connections (the
  * kernel picks the worker); asserts the value.  1 if pid served one. */
 static int
@@ -287,7 +207,7 @@ get_from(struct ts_server *s, pid_t pid, const char *k, const char *want,
          int attempts)
 {
     for (int i = 0; i < attempts; i++) {
-        struct gc_conn *c = conn_to(s);
+        struct gc_conn *c = kc_conn_to(s);
         pid_t by = kv_expect(c, k, want);
         gc_close(c);
         if (by == pid)
@@ -436,7 +356,7 @@ served_by(struct stress *s, pid_t pid)
     if (pid <= 0)
         return;
     pthread_mutex_lock(&s->mu);
-    if (!pid_in(pid, s->served, s->nserved) &&
+    if (!kc_pid_in(pid, s->served, s->nserved) &&
         s->nserved < (int)(sizeof(s->served) / sizeof(s->served[0])))
         s->served[s->nserved++] = pid;
     pthread_mutex_unlock(&s->mu);
@@ -446,7 +366,7 @@ static int
 was_served_by(struct stress *s, pid_t pid)
 {
     pthread_mutex_lock(&s->mu);
-    int r = pid_in(pid, s->served, s->nserved);
+    int r = kc_pid_in(pid, s->served, s->nserved);
     pthread_mutex_unlock(&s->mu);
     return r;
 }
@@ -552,10 +472,10 @@ do_write(struct client *c, int ci)
         add_delete(&q, key);
     } else {
         make_value(v, k, val, sizeof(val));
-        add_set(&q, key, val);
+        kc_add_kv_set(&q, key, val);
     }
-    one_call(c->conn[ci], del ? KV_DELETE : KV_SET, &q, STRESS_DEADLINE_MS,
-             &r);
+    one_call(c->conn[ci], del ? KC_KV_DELETE : KC_KV_SET, &q,
+             STRESS_DEADLINE_MS, &r);
     if (r.code == GRPC_STATUS_OK && r.n == 1) {
         acked(s, v, k);
         bump(del ? &s->deletes : &s->sets);
@@ -591,8 +511,8 @@ do_raw(struct client *c, int ci)
         snprintf(sql, sizeof(sql),
                  "INSERT OR REPLACE INTO kv(key, value) VALUES ('%s', '%s')",
                  key, val);
-    add_execute(&q, sql);
-    one_call(c->conn[ci], QUERY_EXECUTE, &q, STRESS_DEADLINE_MS, &r);
+    kc_add_query(&q, sql, BUFFDB__QUERY__TARGET_STORE__KV);
+    one_call(c->conn[ci], KC_QUERY_EXECUTE, &q, STRESS_DEADLINE_MS, &r);
     long long rows = r.code == GRPC_STATUS_OK ? rows_of(&r) : -1;
     if (rows == 1) {
         acked(s, v, k);
@@ -683,7 +603,7 @@ do_read(struct client *c, int ci)
     key_name(k, key, sizeof(key));
     uint64_t floor = __atomic_load_n(&s->acked_max[k], __ATOMIC_SEQ_CST);
     add_get(&q, key);
-    one_call(c->conn[ci], KV_GET, &q, STRESS_DEADLINE_MS, &r);
+    one_call(c->conn[ci], KC_KV_GET, &q, STRESS_DEADLINE_MS, &r);
     uint64_t g1 = tick(s);
     bump(&s->reads);
     if (r.code == GRPC_STATUS_OK || r.code == GRPC_STATUS_NOT_FOUND) {
@@ -889,7 +809,7 @@ stress_plain(int workers)
     cr_assert_eq(s->maybes, 0);
     int distinct = 0;
     for (int i = 0; i < s->nserved; i++) {
-        cr_assert(pid_in(s->served[i], w, nw), "%s: pid %ld served, not a "
+        cr_assert(kc_pid_in(s->served[i], w, nw), "%s: pid %ld served, not a "
                   "worker", name, (long)s->served[i]);
         distinct++;
     }
@@ -940,7 +860,7 @@ Test(coherence, stress_with_a_worker_killed)
              (long)victim);
     int logged = victim != 0 && ts_wait_log(srv, line, 1, 10000) &&
                  ts_wait_log(srv, "restarting worker", 1, 10000);
-    pid_t fresh = logged ? fresh_worker(srv, old, nold, 15000) : 0;
+    pid_t fresh = logged ? kc_fresh_worker(srv, old, nold, 15000) : 0;
     long t_fresh = ts_now_ms() - t0;
     stress_join(s, thr);
     long ms = ts_now_ms() - t0;
@@ -952,7 +872,8 @@ Test(coherence, stress_with_a_worker_killed)
                   ts_tail(srv, 3000));
     pid_t now[TS_MAX_WORKERS];
     int nnow = ts_worker_pids(srv, now, TS_MAX_WORKERS);
-    cr_assert(!pid_in(victim, now, nnow), "the killed worker is still there");
+    cr_assert(!kc_pid_in(victim, now, nnow),
+              "the killed worker is still there");
 
     struct totals t;
     stress_report(s, srv, "stress, worker killed", &t, ms);
@@ -965,7 +886,7 @@ Test(coherence, stress_with_a_worker_killed)
     /* the replacement serves (and its view is coherent): fresh
      * connections until one reaches it */
     if (!fresh_served) {
-        struct gc_conn *c = conn_to(srv);
+        struct gc_conn *c = kc_conn_to(srv);
         kv_set(c, "after-kill", "x");
         gc_close(c);
         fresh_served = get_from(srv, fresh, "after-kill", "x", 64);
@@ -1011,11 +932,11 @@ Test(coherence, worker_killed_holding_a_key_lock)
     cr_assert_eq(nold, 2);
 
     /* a Set of "held" that stalls in its worker, holding the key's lock */
-    struct gc_conn *c1 = conn_to(srv);
-    struct gc_stream *st = gc_stream_start(c1, KV_SET, 60000);
+    struct gc_conn *c1 = kc_conn_to(srv);
+    struct gc_stream *st = gc_stream_start(c1, KC_KV_SET, 60000);
     cr_assert_not_null(st);
     struct gc_reqs q = {0};
-    add_set(&q, "held", "before");
+    kc_add_kv_set(&q, "held", "before");
     cr_assert_eq(gc_stream_send(st, &q.v[0]), 0, "could not send the Set");
     gc_reqs_free(&q);
     cr_assert_eq(gc_stream_half_close(st), 0);
@@ -1029,7 +950,7 @@ Test(coherence, worker_killed_holding_a_key_lock)
     }
     cr_assert_neq(holder, 0, "no process holds the lock of \"held\":\n%s",
                   stats_out(srv, 1));
-    cr_assert(pid_in(holder, old, nold), "lock held by %ld, not a worker",
+    cr_assert(kc_pid_in(holder, old, nold), "lock held by %ld, not a worker",
               (long)holder);
     cr_assert(access(once, F_OK) == 0, "the injection point did not fire");
 
@@ -1052,10 +973,10 @@ Test(coherence, worker_killed_holding_a_key_lock)
             gc_result_free(&r);
             gc_close(c2);
         }
-        c2 = conn_to(srv);
+        c2 = kc_conn_to(srv);
         struct gc_reqs q2 = {0}; /* one_call frees it */
-        add_set(&q2, "held", "after");
-        one_call(c2, KV_SET, &q2, DEADLINE_MS, &r);
+        kc_add_kv_set(&q2, "held", "after");
+        one_call(c2, KC_KV_SET, &q2, KC_DEADLINE_MS, &r);
         if (r.code != GRPC_STATUS_UNAVAILABLE)
             break;
     }
@@ -1091,7 +1012,7 @@ Test(coherence, worker_killed_holding_a_key_lock)
     /* the replacement worker serves a Get of "held" */
     cr_assert(ts_wait_log(srv, "restarting worker", 1, 10000), "%s",
               ts_tail(srv, 3000));
-    pid_t fresh = fresh_worker(srv, old, nold, 15000);
+    pid_t fresh = kc_fresh_worker(srv, old, nold, 15000);
     cr_assert_neq(fresh, 0, "no replacement listened\n%s",
                   ts_tail(srv, 3000));
     cr_assert(get_from(srv, fresh, "held", "after", 64),
@@ -1163,12 +1084,12 @@ Test(coherence, cli_writes_while_the_server_runs)
     int distinct = 0;
 
     for (int i = 0; i < 6; i++)
-        c[i] = conn_to(s);
+        c[i] = kc_conn_to(s);
     kv_set(c[0], "c", "fromserver");
     kv_set(c[0], "d", "d-server");
     for (int i = 0; i < 6; i++) {
         pid_t p = kv_expect(c[i], "c", "fromserver");
-        if (!pid_in(p, by, distinct))
+        if (!kc_pid_in(p, by, distinct))
             by[distinct++] = p;
     }
 
@@ -1218,7 +1139,7 @@ Test(coherence, cli_finds_a_server_whose_shm_dir_is_elsewhere)
     struct gc_conn *c[4];
 
     for (int i = 0; i < 4; i++)
-        c[i] = conn_to(s);
+        c[i] = kc_conn_to(s);
     kv_set(c[0], "c", "fromserver");
     cached(s, c, 4, "c", "fromserver");
     cli_ok(s, "kv", "set", "c", "fromcli");

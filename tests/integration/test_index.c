@@ -39,6 +39,7 @@
 
 #include "../helpers/grpc_client.h"
 #include "../helpers/helpers.h"
+#include "../helpers/kv_client.h"
 #include "../helpers/server.h"
 #include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
@@ -47,70 +48,20 @@
 #include "kv.pb-c.h"
 #include "query.pb-c.h"
 
-#define DEADLINE_MS 20000 /* for calls that should be quick */
-#define FIND_TRIES 40     /* fresh connections tried to reach a worker */
-
-#define KV_GET "/buffdb.kv.Kv/Get"
-#define KV_SET "/buffdb.kv.Kv/Set"
-#define KV_DELETE "/buffdb.kv.Kv/Delete"
-#define KV_BEGIN "/buffdb.kv.Kv/BeginTransaction"
-#define KV_COMMIT "/buffdb.kv.Kv/CommitTransaction"
-#define KV_ROLLBACK "/buffdb.kv.Kv/RollbackTransaction"
-#define QUERY_QUERY "/buffdb.query.Query/Query"
-#define QUERY_EXECUTE "/buffdb.query.Query/Execute"
 #define IX_CREATE "/buffdb.index.Index/CreateIndex"
 #define IX_DROP "/buffdb.index.Index/DropIndex"
 #define IX_LIST "/buffdb.index.Index/ListIndexes"
 #define IX_LOOKUP "/buffdb.index.Index/Lookup"
 #define IX_RANGE "/buffdb.index.Index/Range"
 
-#define URL_STRING "type.googleapis.com/google.protobuf.StringValue"
-#define URL_VALUE "type.googleapis.com/google.protobuf.Value"
-
 #define HASH BUFFDB__INDEX__INDEX_TYPE__HASH
 #define BTREE BUFFDB__INDEX__INDEX_TYPE__BTREE
 #define VT_STRING BUFFDB__INDEX__VALUE_TYPE__STRING
 #define VT_INTEGER BUFFDB__INDEX__VALUE_TYPE__INTEGER
 
-static void
-setup(void)
-{
-    grpc_init();
-}
-
-static void
-teardown(void)
-{
-    gc_cleanup_all();
-    ts_cleanup_all();
-    grpc_shutdown_blocking();
-}
-
-TestSuite(index, .init = setup, .fini = teardown, .timeout = 150.);
+TestSuite(index, .init = kc_suite_init, .fini = kc_suite_fini, .timeout = 150.);
 
 /* ---- small helpers ------------------------------------------------------ */
-
-/* S - a NUL-terminated string as protobuf bytes */
-static ProtobufCBinaryData
-S(const char *s)
-{
-    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
-    return b;
-}
-
-/* dupn - a NUL-terminated malloc'd copy of n bytes (NULL if out of memory) */
-static char *
-dupn(const void *p, size_t n)
-{
-    char *s = malloc(n + 1);
-
-    if (s != NULL) {
-        if (n)
-            memcpy(s, p, n);
-        s[n] = '\0';
-    }
-    return s;
-}
 
 static int
 cmp_str(const void *a, const void *b)
@@ -118,188 +69,10 @@ cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static struct gc_conn *
-conn_to(struct ts_server *s)
-{
-    struct gc_conn *c = gc_connect(s->addr);
-    cr_assert_not_null(c, "could not create a channel to %s", s->addr);
-    return c;
-}
+/* ---- transactions and Execute (test thread only) ------------------------ */
 
-/* call1 - one call of method with the single request m */
-static void
-call1(struct gc_conn *c, const char *method, const ProtobufCMessage *m,
-      int deadline_ms, struct gc_result *r)
-{
-    struct gc_buf b = gc_pack(m);
-
-    gc_call(c, method, &b, 1, deadline_ms, r);
-    free(b.data);
-}
-
-/* expect_status - assert how a call ended, with everything known if not */
-static void
-expect_status(const struct gc_result *r, grpc_status_code code,
-              const char *what)
-{
-    cr_assert_eq(r->code, code, "%s: status %s (\"%s\") after %zu responses, "
-                 "expected %s", what, gc_status_name(r->code), r->details,
-                 r->n, gc_status_name(code));
-}
-
-/* expect_fail - assert status code, no response, details naming needle */
-static void
-expect_fail(const struct gc_result *r, grpc_status_code code,
-            const char *needle, const char *what)
-{
-    expect_status(r, code, what);
-    cr_assert_eq(r->n, 0, "%s: %zu responses before the error", what, r->n);
-    cr_assert(strstr(r->details, needle) != NULL,
-              "%s: details \"%s\" do not mention \"%s\"", what, r->details,
-              needle);
-}
-
-static void
-expect_bytes(ProtobufCBinaryData got, const void *want, size_t wlen,
-             const char *what)
-{
-    cr_assert_eq(got.len, wlen, "%s: %zu bytes (\"%.*s\"), expected %zu "
-                 "(\"%.*s\")", what, got.len, (int)got.len,
-                 (const char *)got.data, wlen, (int)wlen, (const char *)want);
-    cr_assert(wlen == 0 || memcmp(got.data, want, wlen) == 0,
-              "%s: got \"%.*s\", expected \"%.*s\"", what, (int)got.len,
-              (const char *)got.data, (int)wlen, (const char *)want);
-}
-
-/* ---- Kv and Query requests (no assertions: usable from any thread) -------
- * txn NULL: no transaction_id field */
-
-static void
-kv_set_r(struct gc_conn *c, const char *txn, const char *key, const char *val,
-         int deadline_ms, struct gc_result *r)
-{
-    Buffdb__Kv__SetRequest m = BUFFDB__KV__SET_REQUEST__INIT;
-    m.key = S(key);
-    m.value = S(val);
-    if (txn != NULL) {
-        m._transaction_id_case =
-            BUFFDB__KV__SET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
-    }
-    call1(c, KV_SET, &m.base, deadline_ms, r);
-}
-
-static void
-kv_get_r(struct gc_conn *c, const char *key, struct gc_result *r)
-{
-    Buffdb__Kv__GetRequest m = BUFFDB__KV__GET_REQUEST__INIT;
-    m.key = S(key);
-    call1(c, KV_GET, &m.base, DEADLINE_MS, r);
-}
-
-static void
-kv_del_r(struct gc_conn *c, const char *txn, const char *key,
-         struct gc_result *r)
-{
-    Buffdb__Kv__DeleteRequest m = BUFFDB__KV__DELETE_REQUEST__INIT;
-    m.key = S(key);
-    if (txn != NULL) {
-        m._transaction_id_case =
-            BUFFDB__KV__DELETE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
-    }
-    call1(c, KV_DELETE, &m.base, DEADLINE_MS, r);
-}
-
-static void
-add_kv_set(struct gc_reqs *q, const char *key, const char *val)
-{
-    Buffdb__Kv__SetRequest m = BUFFDB__KV__SET_REQUEST__INIT;
-    m.key = S(key);
-    m.value = S(val);
-    gc_reqs_add(q, &m.base);
-}
-
-/* ---- Kv with assertions (test thread only) ------------------------------ */
-
-/* kv_set_ok - Set, asserting OK and the echo; returns the worker's pid */
-static pid_t
-kv_set_ok(struct gc_conn *c, const char *txn, const char *key,
-          const char *val)
-{
-    struct gc_result r;
-    char what[200];
-
-    snprintf(what, sizeof(what), "Set %s%s", key, txn ? " in a txn" : "");
-    kv_set_r(c, txn, key, val, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
-    cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
-    Buffdb__Kv__SetResponse *m =
-        buffdb__kv__set_response__unpack(NULL, r.msgs[0].len, r.msgs[0].data);
-    cr_assert_not_null(m, "%s: undecodable SetResponse", what);
-    expect_bytes(m->key, key, strlen(key), what);
-    buffdb__kv__set_response__free_unpacked(m, NULL);
-    pid_t pid = r.worker_pid;
-    gc_result_free(&r);
-    return pid;
-}
-
-static void
-kv_del_ok(struct gc_conn *c, const char *txn, const char *key)
-{
-    struct gc_result r;
-    char what[200];
-
-    snprintf(what, sizeof(what), "Delete %s%s", key, txn ? " in a txn" : "");
-    kv_del_r(c, txn, key, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
-    cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
-    gc_result_free(&r);
-}
-
-/* kv_expect - assert key's value */
-static void
-kv_expect(struct gc_conn *c, const char *key, const char *val)
-{
-    struct gc_result r;
-    char what[200];
-
-    snprintf(what, sizeof(what), "Get %s", key);
-    kv_get_r(c, key, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
-    cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
-    Buffdb__Kv__GetResponse *m =
-        buffdb__kv__get_response__unpack(NULL, r.msgs[0].len, r.msgs[0].data);
-    cr_assert_not_null(m, "%s: undecodable GetResponse", what);
-    expect_bytes(m->value, val, strlen(val), what);
-    buffdb__kv__get_response__free_unpacked(m, NULL);
-    gc_result_free(&r);
-}
-
-/* kv_value - key's value (malloc'd), NULL if it does not exist */
-static char *
-kv_value(struct gc_conn *c, const char *key)
-{
-    struct gc_result r;
-    char *out = NULL;
-
-    kv_get_r(c, key, &r);
-    cr_assert(r.code == GRPC_STATUS_OK || r.code == GRPC_STATUS_NOT_FOUND,
-              "Get %s: %s (\"%s\")", key, gc_status_name(r.code), r.details);
-    if (r.code == GRPC_STATUS_OK) {
-        cr_assert_eq(r.n, 1);
-        Buffdb__Kv__GetResponse *m = buffdb__kv__get_response__unpack(
-            NULL, r.msgs[0].len, r.msgs[0].data);
-        cr_assert_not_null(m);
-        out = dupn(m->value.data, m->value.len);
-        cr_assert_not_null(out);
-        buffdb__kv__get_response__free_unpacked(m, NULL);
-    }
-    gc_result_free(&r);
-    return out;
-}
-
-/* txn_begin - BeginTransaction, asserting an id (malloc'd) */
+/* txn_begin - BeginTransaction, asserting a non-empty id (malloc'd); the
+ * form of the id is test_txn's business (kc_txn_begin asserts a UUID) */
 static char *
 txn_begin(struct gc_conn *c)
 {
@@ -307,54 +80,19 @@ txn_begin(struct gc_conn *c)
         BUFFDB__KV__BEGIN_TRANSACTION_REQUEST__INIT;
     struct gc_result r;
 
-    call1(c, KV_BEGIN, &m.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "BeginTransaction");
+    kc_call1(c, KC_KV_BEGIN, &m.base, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "BeginTransaction");
     cr_assert_eq(r.n, 1);
     Buffdb__Kv__BeginTransactionResponse *p =
         buffdb__kv__begin_transaction_response__unpack(NULL, r.msgs[0].len,
                                                        r.msgs[0].data);
     cr_assert_not_null(p, "undecodable BeginTransactionResponse");
     cr_assert_gt(p->transaction_id.len, 0, "empty transaction_id");
-    char *id = dupn(p->transaction_id.data, p->transaction_id.len);
+    char *id = kc_dupn(p->transaction_id.data, p->transaction_id.len);
     cr_assert_not_null(id);
     buffdb__kv__begin_transaction_response__free_unpacked(p, NULL);
     gc_result_free(&r);
     return id;
-}
-
-/* txn_end - Commit (commit 1) or Rollback, asserting an OK call; returns
- * success, with error_message in err ("" if none) */
-static int
-txn_end(struct gc_conn *c, const char *id, int commit, char *err,
-        size_t errlen)
-{
-    struct gc_result r;
-    const char *what = commit ? "Commit" : "Rollback";
-
-    if (commit) {
-        Buffdb__Kv__CommitTransactionRequest m =
-            BUFFDB__KV__COMMIT_TRANSACTION_REQUEST__INIT;
-        m.transaction_id = S(id);
-        call1(c, KV_COMMIT, &m.base, DEADLINE_MS, &r);
-    } else {
-        Buffdb__Kv__RollbackTransactionRequest m =
-            BUFFDB__KV__ROLLBACK_TRANSACTION_REQUEST__INIT;
-        m.transaction_id = S(id);
-        call1(c, KV_ROLLBACK, &m.base, DEADLINE_MS, &r);
-    }
-    expect_status(&r, GRPC_STATUS_OK, what);
-    cr_assert_eq(r.n, 1);
-    /* both responses: success = 1, optional error_message = 2 */
-    Buffdb__Kv__CommitTransactionResponse *m =
-        buffdb__kv__commit_transaction_response__unpack(NULL, r.msgs[0].len,
-                                                        r.msgs[0].data);
-    cr_assert_not_null(m, "%s: undecodable response", what);
-    int ok = m->success != 0;
-    snprintf(err, errlen, "%.*s", (int)m->error_message.len,
-             m->error_message.len ? (const char *)m->error_message.data : "");
-    buffdb__kv__commit_transaction_response__free_unpacked(m, NULL);
-    gc_result_free(&r);
-    return ok;
 }
 
 /* txn_end_ok - Commit (commit 1) or Rollback, asserting success */
@@ -363,18 +101,8 @@ txn_end_ok(struct gc_conn *c, const char *id, int commit)
 {
     char err[512];
 
-    cr_assert(txn_end(c, id, commit, err, sizeof(err)), "%s of %s failed: %s",
-              commit ? "Commit" : "Rollback", id, err);
-}
-
-/* execute - Query/Execute of one SQL statement on kv; r as answered */
-static void
-execute_r(struct gc_conn *c, const char *sql, struct gc_result *r)
-{
-    Buffdb__Query__RawQuery m = BUFFDB__QUERY__RAW_QUERY__INIT;
-    m.query = S(sql);
-    m.target = BUFFDB__QUERY__TARGET_STORE__KV;
-    call1(c, QUERY_EXECUTE, &m.base, DEADLINE_MS, r);
+    cr_assert(kc_txn_end(c, id, commit, err, sizeof(err)),
+              "%s of %s failed: %s", commit ? "Commit" : "Rollback", id, err);
 }
 
 /* execute_ok - Execute, asserting OK and rows_changed == rows */
@@ -383,8 +111,8 @@ execute_ok(struct gc_conn *c, const char *sql, uint64_t rows)
 {
     struct gc_result r;
 
-    execute_r(c, sql, &r);
-    expect_status(&r, GRPC_STATUS_OK, sql);
+    kc_execute_r(c, sql, BUFFDB__QUERY__TARGET_STORE__KV, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, sql);
     cr_assert_eq(r.n, 1, "%s: %zu responses", sql, r.n);
     Buffdb__Query__RowsChanged *m = buffdb__query__rows_changed__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
@@ -414,14 +142,14 @@ ix_create_r(struct gc_conn *c, const struct spec *sp, int deadline_ms,
         BUFFDB__INDEX__CREATE_INDEX_REQUEST__INIT;
     Buffdb__Index__IndexSpec is = BUFFDB__INDEX__INDEX_SPEC__INIT;
 
-    is.name = S(sp->name);
+    is.name = kc_str(sp->name);
     is.type = (Buffdb__Index__IndexType)sp->type;
     is.unique = sp->unique != 0;
-    is.key_prefix = S(sp->prefix);
-    is.json_path = S(sp->path);
+    is.key_prefix = kc_str(sp->prefix);
+    is.json_path = kc_str(sp->path);
     is.value_type = (Buffdb__Index__ValueType)sp->vtype;
     m.spec = &is;
-    call1(c, IX_CREATE, &m.base, deadline_ms, r);
+    kc_call1(c, IX_CREATE, &m.base, deadline_ms, r);
 }
 
 /* ix_create_ok - CreateIndex, asserting OK; returns indexed_keys */
@@ -433,7 +161,7 @@ ix_create_ok(struct gc_conn *c, const struct spec *sp, int deadline_ms)
 
     snprintf(what, sizeof(what), "CreateIndex %s", sp->name);
     ix_create_r(c, sp, deadline_ms, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
     Buffdb__Index__CreateIndexResponse *m =
         buffdb__index__create_index_response__unpack(NULL, r.msgs[0].len,
@@ -455,8 +183,8 @@ ix_create_fail(struct gc_conn *c, const struct spec *sp, grpc_status_code code,
 
     snprintf(what, sizeof(what), "CreateIndex \"%s\" (type %d, vtype %d, "
              "path \"%s\")", sp->name, sp->type, sp->vtype, sp->path);
-    ix_create_r(c, sp, DEADLINE_MS, &r);
-    expect_fail(&r, code, needle, what);
+    ix_create_r(c, sp, KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, code, needle, what);
     gc_result_free(&r);
 }
 
@@ -464,8 +192,8 @@ static void
 ix_drop_r(struct gc_conn *c, const char *name, struct gc_result *r)
 {
     Buffdb__Index__DropIndexRequest m = BUFFDB__INDEX__DROP_INDEX_REQUEST__INIT;
-    m.name = S(name);
-    call1(c, IX_DROP, &m.base, DEADLINE_MS, r);
+    m.name = kc_str(name);
+    kc_call1(c, IX_DROP, &m.base, KC_DEADLINE_MS, r);
 }
 
 /* ix_list - ListIndexes, asserting OK; free with
@@ -477,8 +205,8 @@ ix_list(struct gc_conn *c)
         BUFFDB__INDEX__LIST_INDEXES_REQUEST__INIT;
     struct gc_result r;
 
-    call1(c, IX_LIST, &m.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "ListIndexes");
+    kc_call1(c, IX_LIST, &m.base, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "ListIndexes");
     cr_assert_eq(r.n, 1, "ListIndexes: %zu responses", r.n);
     Buffdb__Index__ListIndexesResponse *l =
         buffdb__index__list_indexes_response__unpack(NULL, r.msgs[0].len,
@@ -501,13 +229,13 @@ expect_list(struct gc_conn *c, const struct spec *want, size_t n)
         const struct spec *w = &want[i];
         char what[200];
         snprintf(what, sizeof(what), "ListIndexes[%zu] (%s)", i, w->name);
-        expect_bytes(g->name, w->name, strlen(w->name), what);
+        kc_expect_bytes(g->name, w->name, strlen(w->name), what);
         cr_assert_eq((int)g->type, w->type, "%s: type %d, expected %d", what,
                      (int)g->type, w->type);
         cr_assert_eq(g->unique != 0, w->unique != 0, "%s: unique %d", what,
                      (int)g->unique);
-        expect_bytes(g->key_prefix, w->prefix, strlen(w->prefix), what);
-        expect_bytes(g->json_path, w->path, strlen(w->path), what);
+        kc_expect_bytes(g->key_prefix, w->prefix, strlen(w->prefix), what);
+        kc_expect_bytes(g->json_path, w->path, strlen(w->path), what);
         cr_assert_eq((int)g->value_type, w->vtype, "%s: value_type %d, "
                      "expected %d", what, (int)g->value_type, w->vtype);
     }
@@ -519,10 +247,10 @@ lookup_r(struct gc_conn *c, const char *name, const char *value,
          uint32_t limit, struct gc_result *r)
 {
     Buffdb__Index__LookupRequest m = BUFFDB__INDEX__LOOKUP_REQUEST__INIT;
-    m.name = S(name);
-    m.value = S(value);
+    m.name = kc_str(name);
+    m.value = kc_str(value);
     m.limit = limit;
-    call1(c, IX_LOOKUP, &m.base, DEADLINE_MS, r);
+    kc_call1(c, IX_LOOKUP, &m.base, KC_DEADLINE_MS, r);
 }
 
 /* range_r - Range; lo / hi NULL: that bound absent */
@@ -531,17 +259,17 @@ range_r(struct gc_conn *c, const char *name, const char *lo, const char *hi,
         uint32_t limit, int deadline_ms, struct gc_result *r)
 {
     Buffdb__Index__RangeRequest m = BUFFDB__INDEX__RANGE_REQUEST__INIT;
-    m.name = S(name);
+    m.name = kc_str(name);
     if (lo != NULL) {
         m._lower_case = BUFFDB__INDEX__RANGE_REQUEST___LOWER_LOWER;
-        m.lower = S(lo);
+        m.lower = kc_str(lo);
     }
     if (hi != NULL) {
         m._upper_case = BUFFDB__INDEX__RANGE_REQUEST___UPPER_UPPER;
-        m.upper = S(hi);
+        m.upper = kc_str(hi);
     }
     m.limit = limit;
-    call1(c, IX_RANGE, &m.base, deadline_ms, r);
+    kc_call1(c, IX_RANGE, &m.base, deadline_ms, r);
 }
 
 /* ents - decoded IndexEntry stream: keys and values as C strings */
@@ -578,8 +306,8 @@ ents_decode(const struct gc_result *r, struct ents *e)
             NULL, r->msgs[i].len, r->msgs[i].data);
         if (m == NULL)
             return -1;
-        e->k[i] = dupn(m->key.data, m->key.len);
-        e->v[i] = dupn(m->value.data, m->value.len);
+        e->k[i] = kc_dupn(m->key.data, m->key.len);
+        e->v[i] = kc_dupn(m->value.data, m->value.len);
         e->n = i + 1;
         buffdb__index__index_entry__free_unpacked(m, NULL);
         if (e->k[i] == NULL || e->v[i] == NULL)
@@ -598,7 +326,7 @@ lookup(struct gc_conn *c, const char *name, const char *value, uint32_t limit,
 
     snprintf(what, sizeof(what), "Lookup %s = \"%s\"", name, value);
     lookup_r(c, name, value, limit, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(ents_decode(&r, e), 0, "%s: undecodable IndexEntry", what);
     gc_result_free(&r);
 }
@@ -612,8 +340,8 @@ range(struct gc_conn *c, const char *name, const char *lo, const char *hi,
 
     snprintf(what, sizeof(what), "Range %s [%s, %s]", name, lo ? lo : "open",
              hi ? hi : "open");
-    range_r(c, name, lo, hi, limit, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    range_r(c, name, lo, hi, limit, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(ents_decode(&r, e), 0, "%s: undecodable IndexEntry", what);
     gc_result_free(&r);
 }
@@ -676,7 +404,7 @@ expect_lookup_fail(struct gc_conn *c, const char *name, const char *value,
 
     snprintf(what, sizeof(what), "Lookup %s = \"%s\"", name, value);
     lookup_r(c, name, value, 0, &r);
-    expect_fail(&r, code, needle, what);
+    kc_expect_fail(&r, code, needle, what);
     gc_result_free(&r);
 }
 
@@ -689,8 +417,8 @@ expect_range_fail(struct gc_conn *c, const char *name, const char *lo,
 
     snprintf(what, sizeof(what), "Range %s [%s, %s]", name, lo ? lo : "open",
              hi ? hi : "open");
-    range_r(c, name, lo, hi, 0, DEADLINE_MS, &r);
-    expect_fail(&r, code, needle, what);
+    range_r(c, name, lo, hi, 0, KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, code, needle, what);
     gc_result_free(&r);
 }
 
@@ -700,79 +428,6 @@ expect_same_ents(const struct ents *a, const struct ents *b, const char *what)
 {
     expect_ents(b, (const char *const *)a->k, (const char *const *)a->v, a->n,
                 what);
-}
-
-/* ---- reaching a particular worker --------------------------------------- */
-
-/* conn_probe - a fresh connection and the worker it reached (a Set of a
- * probe key); *pid 0 if the probe did not answer */
-static struct gc_conn *
-conn_probe(struct ts_server *s, pid_t *pid)
-{
-    struct gc_conn *c = conn_to(s);
-    struct gc_result r;
-
-    kv_set_r(c, NULL, "probe", "p", DEADLINE_MS, &r);
-    *pid = r.code == GRPC_STATUS_OK ? r.worker_pid : 0;
-    gc_result_free(&r);
-    return c;
-}
-
-/* conn_find_other - a fresh connection served by a worker other than pid,
- * within FIND_TRIES connections; asserts it found one.  *got: its worker */
-static struct gc_conn *
-conn_find_other(struct ts_server *s, pid_t pid, pid_t *got)
-{
-    for (int i = 0; i < FIND_TRIES; i++) {
-        pid_t p;
-        struct gc_conn *c = conn_probe(s, &p);
-        if (p != 0 && p != pid) {
-            *got = p;
-            return c;
-        }
-        gc_close(c);
-    }
-    cr_assert_fail("%d fresh connections, none reached a worker other than "
-                   "%ld", FIND_TRIES, (long)pid);
-    return NULL;
-}
-
-/* ---- stopping and restarting -------------------------------------------- */
-
-/* kill_server - SIGKILL the master and every worker, wait until all are
- * gone (bounded), check the log */
-static void
-kill_server(struct ts_server *s)
-{
-    pid_t w[TS_MAX_WORKERS];
-    int n = ts_worker_pids(s, w, TS_MAX_WORKERS);
-
-    cr_assert_gt(n, 0, "no worker to kill");
-    cr_assert_eq(ts_signal(s, SIGKILL), 0);
-    for (int i = 0; i < n; i++)
-        kill(w[i], SIGKILL);
-    cr_assert(ts_wait_exit(s, 10000), "the master survived SIGKILL");
-    long until = ts_now_ms() + 10000;
-    for (int i = 0; i < n; i++)
-        while (ts_pid_alive(w[i]) && ts_now_ms() < until)
-            ts_sleep_ms(10);
-    for (int i = 0; i < n; i++)
-        cr_assert(!ts_pid_alive(w[i]), "worker %ld survived SIGKILL",
-                  (long)w[i]);
-    ts_stop(s); /* reaps; nothing left to signal */
-    ts_assert_log_clean(s);
-}
-
-/* restart - a new server (new port, new log) on the stores of old; *kv and
- * *blob are the paths (free them) */
-static struct ts_server *
-restart(struct ts_server *old, char **kv, char **blob)
-{
-    *kv = ts_path(old, "kv_store.db");
-    *blob = ts_path(old, "blob_store.db");
-    const char *args[] = {"--kv-store", *kv, "--blob-store", *blob, NULL};
-    struct ts_opts o = {.no_stores = 1, .args = args};
-    return ts_start(&o);
 }
 
 /* ---- model registry data ------------------------------------------------ */
@@ -807,7 +462,7 @@ static const struct spec by_framework = {"by_framework", HASH, 0, "model:",
 Test(index, create_drop_list_lookup_range_and_their_statuses)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_result r;
     struct ents e;
 
@@ -821,15 +476,15 @@ Test(index, create_drop_list_lookup_range_and_their_statuses)
         "{\"n\":-5,\"tag\":\"green\"}", "not json {",
         "{\"m\":1}",                   "{\"n\":7,\"tag\":\"red\"}"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        kv_set_ok(c, NULL, keys[i], vals[i]);
+        kc_kv_set_ok(c, NULL, keys[i], vals[i]);
 
     const struct spec by_n = {"by_n", BTREE, 0, "p:", "$.n", VT_INTEGER};
     const struct spec by_tag = {"by_tag", HASH, 0, "", "$.tag", VT_STRING};
     const struct spec whole = {"q.whole-value:1", HASH, 1, "q:", "",
                                VT_STRING};
-    cr_assert_eq(ix_create_ok(c, &by_n, DEADLINE_MS), 5);
-    cr_assert_eq(ix_create_ok(c, &by_tag, DEADLINE_MS), 6);
-    cr_assert_eq(ix_create_ok(c, &whole, DEADLINE_MS), 1);
+    cr_assert_eq(ix_create_ok(c, &by_n, KC_DEADLINE_MS), 5);
+    cr_assert_eq(ix_create_ok(c, &by_tag, KC_DEADLINE_MS), 6);
+    cr_assert_eq(ix_create_ok(c, &whole, KC_DEADLINE_MS), 1);
 
     /* CreateIndex refusals: nothing is created by any of them */
     struct spec bad = by_tag;
@@ -860,9 +515,9 @@ Test(index, create_drop_list_lookup_range_and_their_statuses)
     /* no spec at all */
     Buffdb__Index__CreateIndexRequest nospec =
         BUFFDB__INDEX__CREATE_INDEX_REQUEST__INIT;
-    call1(c, IX_CREATE, &nospec.base, DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "spec",
-                "CreateIndex without spec");
+    kc_call1(c, IX_CREATE, &nospec.base, KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "spec",
+                   "CreateIndex without spec");
     gc_result_free(&r);
 
     /* ListIndexes: exactly the three, by name, as given */
@@ -925,20 +580,20 @@ Test(index, create_drop_list_lookup_range_and_their_statuses)
 
     /* DropIndex: OK, then NOT_FOUND; the index is gone everywhere */
     ix_drop_r(c, "by_tag", &r);
-    expect_status(&r, GRPC_STATUS_OK, "DropIndex by_tag");
+    kc_expect_status(&r, GRPC_STATUS_OK, "DropIndex by_tag");
     cr_assert_eq(r.n, 1, "DropIndex: %zu responses", r.n);
     gc_result_free(&r);
     ix_drop_r(c, "by_tag", &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, "by_tag", "second DropIndex");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, "by_tag", "second DropIndex");
     gc_result_free(&r);
     expect_lookup_fail(c, "by_tag", "red", GRPC_STATUS_NOT_FOUND, "by_tag");
     const struct spec two[] = {by_n, whole};
     expect_list(c, two, 2);
     /* the name is free again, and the new index starts from the data */
-    cr_assert_eq(ix_create_ok(c, &by_tag, DEADLINE_MS), 6);
+    cr_assert_eq(ix_create_ok(c, &by_tag, KC_DEADLINE_MS), 6);
     expect_lookup(c, "by_tag", "red", red_k, red_v, 4);
     /* writes still work with the remaining indexes */
-    kv_set_ok(c, NULL, "p:6", "{\"n\":10,\"tag\":\"red\"}");
+    kc_kv_set_ok(c, NULL, "p:6", "{\"n\":10,\"tag\":\"red\"}");
     lookup(c, "by_n", "10", 0, &e);
     expect_ents(&e, (const char *const[]){"p:2", "p:4", "p:6"}, NULL, 3,
                 "Lookup by_n = 10 after a Set");
@@ -957,7 +612,7 @@ Test(index, create_drop_list_lookup_range_and_their_statuses)
 Test(index, model_registry_by_framework)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     char k[128], v[512];
     char *keys[NFW][ML_MODELS * 2], *values[NFW][ML_MODELS * 2];
     size_t nk[NFW] = {0};
@@ -970,21 +625,21 @@ Test(index, model_registry_by_framework)
             int f = (m + ver) % NFW;
             model_key(k, sizeof(k), name, ver);
             model_json(v, sizeof(v), name, ver, FW[f]);
-            kv_set_ok(c, NULL, k, v);
+            kc_kv_set_ok(c, NULL, k, v);
             keys[f][nk[f]] = strdup(k);
             values[f][nk[f]] = strdup(v);
             nk[f]++;
         }
     /* unrelated keys: other prefixes, not JSON, no framework */
-    kv_set_ok(c, NULL, "user:1", "{\"framework\":\"pytorch\"}");
-    kv_set_ok(c, NULL, "Model:x:1:metadata", "{\"framework\":\"pytorch\"}");
-    kv_set_ok(c, NULL, "model:count", "42");
-    kv_set_ok(c, NULL, "model:net00:1:weights", "\x01\x02 binary-ish");
-    kv_set_ok(c, NULL, "model:net00:1:notes", "{\"author\":\"x\"}");
-    kv_set_ok(c, NULL, "config:default", "{\"framework\":\"onnx\"}");
-    kv_set_ok(c, NULL, "model:list", "[\"pytorch\"]");
+    kc_kv_set_ok(c, NULL, "user:1", "{\"framework\":\"pytorch\"}");
+    kc_kv_set_ok(c, NULL, "Model:x:1:metadata", "{\"framework\":\"pytorch\"}");
+    kc_kv_set_ok(c, NULL, "model:count", "42");
+    kc_kv_set_ok(c, NULL, "model:net00:1:weights", "\x01\x02 binary-ish");
+    kc_kv_set_ok(c, NULL, "model:net00:1:notes", "{\"author\":\"x\"}");
+    kc_kv_set_ok(c, NULL, "config:default", "{\"framework\":\"onnx\"}");
+    kc_kv_set_ok(c, NULL, "model:list", "[\"pytorch\"]");
 
-    cr_assert_eq(ix_create_ok(c, &by_framework, DEADLINE_MS),
+    cr_assert_eq(ix_create_ok(c, &by_framework, KC_DEADLINE_MS),
                  (uint64_t)ML_MODELS * 2);
     for (int f = 0; f < NFW; f++) {
         qsort(keys[f], nk[f], sizeof(char *), cmp_str);
@@ -1022,18 +677,18 @@ Test(index, model_registry_by_framework)
 Test(index, set_delete_sql_and_transactions_update_the_index)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     char a[512], b[512], x[512];
 
     model_json(a, sizeof(a), "a", 1, "pytorch");
     model_json(b, sizeof(b), "b", 1, "onnx");
-    kv_set_ok(c, NULL, "model:a:1:metadata", a);
-    kv_set_ok(c, NULL, "model:b:1:metadata", b);
-    cr_assert_eq(ix_create_ok(c, &by_framework, DEADLINE_MS), 2);
+    kc_kv_set_ok(c, NULL, "model:a:1:metadata", a);
+    kc_kv_set_ok(c, NULL, "model:b:1:metadata", b);
+    cr_assert_eq(ix_create_ok(c, &by_framework, KC_DEADLINE_MS), 2);
 
     /* a Set after the index exists adds an entry */
     model_json(x, sizeof(x), "c", 1, "pytorch");
-    kv_set_ok(c, NULL, "model:c:1:metadata", x);
+    kc_kv_set_ok(c, NULL, "model:c:1:metadata", x);
     expect_lookup(c2, "by_framework", "pytorch",
                   (const char *const[]){"model:a:1:metadata",
                                         "model:c:1:metadata"},
@@ -1041,7 +696,7 @@ Test(index, set_delete_sql_and_transactions_update_the_index)
 
     /* a Set overwriting a key moves its entry */
     model_json(a, sizeof(a), "a", 1, "onnx");
-    kv_set_ok(c, NULL, "model:a:1:metadata", a);
+    kc_kv_set_ok(c, NULL, "model:a:1:metadata", a);
     expect_lookup(c2, "by_framework", "pytorch",
                   (const char *const[]){"model:c:1:metadata"}, NULL, 1);
     expect_lookup(c2, "by_framework", "onnx",
@@ -1049,16 +704,16 @@ Test(index, set_delete_sql_and_transactions_update_the_index)
                                         "model:b:1:metadata"},
                   (const char *const[]){a, b}, 2);
     /* and a value without the field, or not JSON, removes it */
-    kv_set_ok(c, NULL, "model:c:1:metadata", "{\"name\":\"c\"}");
+    kc_kv_set_ok(c, NULL, "model:c:1:metadata", "{\"name\":\"c\"}");
     expect_lookup(c2, "by_framework", "pytorch", NULL, NULL, 0);
-    kv_set_ok(c, NULL, "model:c:1:metadata", x);
-    kv_set_ok(c, NULL, "model:b:1:metadata", "garbage");
+    kc_kv_set_ok(c, NULL, "model:c:1:metadata", x);
+    kc_kv_set_ok(c, NULL, "model:b:1:metadata", "garbage");
     expect_lookup(c2, "by_framework", "onnx",
                   (const char *const[]){"model:a:1:metadata"}, NULL, 1);
-    kv_set_ok(c, NULL, "model:b:1:metadata", b);
+    kc_kv_set_ok(c, NULL, "model:b:1:metadata", b);
 
     /* a Delete removes it */
-    kv_del_ok(c, NULL, "model:c:1:metadata");
+    kc_kv_del_ok(c, NULL, "model:c:1:metadata");
     expect_lookup(c2, "by_framework", "pytorch", NULL, NULL, 0);
 
     /* raw SQL through Query/Execute: INSERT, UPDATE, DELETE */
@@ -1090,10 +745,10 @@ Test(index, set_delete_sql_and_transactions_update_the_index)
     /* a transaction: nothing shows before the commit, all of it after */
     char *t = txn_begin(c);
     model_json(x, sizeof(x), "t", 1, "pytorch");
-    kv_set_ok(c, t, "model:t:1:metadata", x);
+    kc_kv_set_ok(c, t, "model:t:1:metadata", x);
     model_json(a, sizeof(a), "a", 1, "pytorch");
-    kv_set_ok(c, t, "model:a:1:metadata", a);
-    kv_del_ok(c, t, "model:b:1:metadata");
+    kc_kv_set_ok(c, t, "model:a:1:metadata", a);
+    kc_kv_del_ok(c, t, "model:b:1:metadata");
     expect_lookup(c2, "by_framework", "pytorch", NULL, NULL, 0);
     expect_lookup(c, "by_framework", "pytorch", NULL, NULL, 0);
     expect_lookup(c2, "by_framework", "onnx",
@@ -1111,9 +766,9 @@ Test(index, set_delete_sql_and_transactions_update_the_index)
     /* a rolled-back transaction never shows */
     t = txn_begin(c);
     model_json(b, sizeof(b), "r", 1, "onnx");
-    kv_set_ok(c, t, "model:r:1:metadata", b);
-    kv_set_ok(c, t, "model:t:1:metadata", b);
-    kv_del_ok(c, t, "model:a:1:metadata");
+    kc_kv_set_ok(c, t, "model:r:1:metadata", b);
+    kc_kv_set_ok(c, t, "model:t:1:metadata", b);
+    kc_kv_del_ok(c, t, "model:a:1:metadata");
     txn_end_ok(c, t, 0);
     free(t);
     expect_lookup(c2, "by_framework", "onnx", NULL, NULL, 0);
@@ -1121,7 +776,7 @@ Test(index, set_delete_sql_and_transactions_update_the_index)
                   (const char *const[]){"model:a:1:metadata",
                                         "model:t:1:metadata"},
                   (const char *const[]){a, x}, 2);
-    kv_expect(c2, "model:t:1:metadata", x);
+    kc_kv_expect(c2, NULL, "model:t:1:metadata", x);
 
     gc_close(c);
     gc_close(c2);
@@ -1135,7 +790,7 @@ Test(index, set_delete_sql_and_transactions_update_the_index)
 Test(index, unique_refuses_a_taken_value_and_changes_nothing)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct gc_result r;
     const struct spec by_email = {"by_email", HASH, 1, "user:", "$.email",
                                   VT_STRING};
@@ -1143,13 +798,13 @@ Test(index, unique_refuses_a_taken_value_and_changes_nothing)
     const char *u2 = "{\"name\":\"bob\",\"email\":\"bob@example.com\"}";
     const char *steal = "{\"name\":\"bob\",\"email\":\"ann@example.com\"}";
 
-    kv_set_ok(c, NULL, "user:1", u1);
-    kv_set_ok(c, NULL, "user:2", u2);
-    cr_assert_eq(ix_create_ok(c, &by_email, DEADLINE_MS), 2);
+    kc_kv_set_ok(c, NULL, "user:1", u1);
+    kc_kv_set_ok(c, NULL, "user:2", u2);
+    cr_assert_eq(ix_create_ok(c, &by_email, KC_DEADLINE_MS), 2);
 
-    kv_set_r(c, NULL, "user:2", steal, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_ALREADY_EXISTS, "Set user:2 to a taken "
-                  "email");
+    kc_kv_set_r(c, NULL, "user:2", steal, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_ALREADY_EXISTS, "Set user:2 to a taken "
+                     "email");
     cr_assert_eq(r.n, 0);
     cr_assert(strstr(r.details, "by_email") != NULL, "details \"%s\" do not "
               "name the index", r.details);
@@ -1158,8 +813,8 @@ Test(index, unique_refuses_a_taken_value_and_changes_nothing)
     cr_log_info("unique conflict: %s", r.details);
     gc_result_free(&r);
     /* nothing changed: the refused key keeps its value, the holder too */
-    kv_expect(c2, "user:2", u2);
-    kv_expect(c2, "user:1", u1);
+    kc_kv_expect(c2, NULL, "user:2", u2);
+    kc_kv_expect(c2, NULL, "user:1", u1);
     expect_lookup(c2, "by_email", "ann@example.com",
                   (const char *const[]){"user:1"}, (const char *const[]){u1},
                   1);
@@ -1167,45 +822,46 @@ Test(index, unique_refuses_a_taken_value_and_changes_nothing)
                   (const char *const[]){"user:2"}, (const char *const[]){u2},
                   1);
     /* a new key taking the value is refused too, and not created */
-    kv_set_r(c, NULL, "user:3", steal, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_ALREADY_EXISTS, "Set user:3 to a taken "
-                  "email");
+    kc_kv_set_r(c, NULL, "user:3", steal, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_ALREADY_EXISTS, "Set user:3 to a taken "
+                     "email");
     gc_result_free(&r);
-    cr_assert_null(kv_value(c2, "user:3"), "the refused user:3 exists");
+    cr_assert_null(kc_kv_value(c2, "user:3"), "the refused user:3 exists");
     /* raw SQL is refused the same way */
-    execute_r(c, "UPDATE kv SET value = '{\"email\":\"ann@example.com\"}' "
-                 "WHERE key = 'user:2'", &r);
-    expect_status(&r, GRPC_STATUS_ALREADY_EXISTS, "Execute UPDATE to a taken "
-                  "email");
+    kc_execute_r(c, "UPDATE kv SET value = '{\"email\":\"ann@example.com\"}' "
+                    "WHERE key = 'user:2'", BUFFDB__QUERY__TARGET_STORE__KV,
+                 &r);
+    kc_expect_status(&r, GRPC_STATUS_ALREADY_EXISTS,
+                     "Execute UPDATE to a taken email");
     gc_result_free(&r);
-    kv_expect(c2, "user:2", u2);
+    kc_kv_expect(c2, NULL, "user:2", u2);
     /* the holder may rewrite its own value; keys outside the prefix and
      * values without the field are not constrained */
-    kv_set_ok(c, NULL, "user:1", u1);
-    kv_set_ok(c, NULL, "admin:1", steal);
-    kv_set_ok(c, NULL, "user:4", "{\"name\":\"no email\"}");
-    kv_set_ok(c, NULL, "user:5", "{\"name\":\"no email either\"}");
+    kc_kv_set_ok(c, NULL, "user:1", u1);
+    kc_kv_set_ok(c, NULL, "admin:1", steal);
+    kc_kv_set_ok(c, NULL, "user:4", "{\"name\":\"no email\"}");
+    kc_kv_set_ok(c, NULL, "user:5", "{\"name\":\"no email either\"}");
     /* a transaction giving a taken value to a second key: its commit is
      * refused, naming the index, and nothing of it is applied */
     char err[512];
     char *t = txn_begin(c);
-    kv_set_ok(c, t, "user:6", "{\"email\":\"new@example.com\"}");
-    kv_set_ok(c, t, "user:2", steal);
-    cr_assert(!txn_end(c, t, 1, err, sizeof(err)), "a commit breaking unique "
-              "succeeded");
+    kc_kv_set_ok(c, t, "user:6", "{\"email\":\"new@example.com\"}");
+    kc_kv_set_ok(c, t, "user:2", steal);
+    cr_assert(!kc_txn_end(c, t, 1, err, sizeof(err)),
+              "a commit breaking unique succeeded");
     cr_assert(strstr(err, "by_email") != NULL, "commit error \"%s\" does not "
               "name the index", err);
     free(t);
-    cr_assert_null(kv_value(c2, "user:6"), "user:6 of a refused commit "
+    cr_assert_null(kc_kv_value(c2, "user:6"), "user:6 of a refused commit "
                    "exists");
-    kv_expect(c2, "user:2", u2);
+    kc_kv_expect(c2, NULL, "user:2", u2);
     expect_lookup(c2, "by_email", "new@example.com", NULL, NULL, 0);
     /* a transaction swapping two values commits: unique holds at its end */
     const char *u1b = "{\"name\":\"ann\",\"email\":\"bob@example.com\"}";
     const char *u2a = "{\"name\":\"bob\",\"email\":\"ann@example.com\"}";
     t = txn_begin(c);
-    kv_set_ok(c, t, "user:1", u1b);
-    kv_set_ok(c, t, "user:2", u2a);
+    kc_kv_set_ok(c, t, "user:1", u1b);
+    kc_kv_set_ok(c, t, "user:2", u2a);
     txn_end_ok(c, t, 1);
     free(t);
     expect_lookup(c2, "by_email", "ann@example.com",
@@ -1216,17 +872,17 @@ Test(index, unique_refuses_a_taken_value_and_changes_nothing)
                   (const char *const[]){u1b}, 1);
     /* and back, Delete and Set in one transaction this time */
     t = txn_begin(c);
-    kv_del_ok(c, t, "user:2");
-    kv_set_ok(c, t, "user:1", u1);
-    kv_set_ok(c, t, "user:2", u2);
+    kc_kv_del_ok(c, t, "user:2");
+    kc_kv_set_ok(c, t, "user:1", u1);
+    kc_kv_set_ok(c, t, "user:2", u2);
     txn_end_ok(c, t, 1);
     free(t);
-    kv_expect(c2, "user:1", u1);
-    kv_expect(c2, "user:2", u2);
+    kc_kv_expect(c2, NULL, "user:1", u1);
+    kc_kv_expect(c2, NULL, "user:2", u2);
 
     /* once released, the value can be taken */
-    kv_del_ok(c, NULL, "user:1");
-    kv_set_ok(c, NULL, "user:2", steal);
+    kc_kv_del_ok(c, NULL, "user:1");
+    kc_kv_set_ok(c, NULL, "user:2", steal);
     expect_lookup(c2, "by_email", "ann@example.com",
                   (const char *const[]){"user:2"},
                   (const char *const[]){steal}, 1);
@@ -1268,7 +924,7 @@ racer_main(void *arg)
                      "race took too long");
             continue;
         }
-        kv_set_r(R->c, NULL, k, v, DEADLINE_MS, &r);
+        kc_kv_set_r(R->c, NULL, k, v, KC_DEADLINE_MS, &r);
         R->code[i] = r.code;
         R->pid[i] = r.worker_pid;
         snprintf(R->details[i], sizeof(R->details[i]), "%s", r.details);
@@ -1282,10 +938,10 @@ Test(index, unique_race_between_two_workers_has_one_winner_per_round)
     struct ts_server *s = ts_start(NULL);
     const struct spec uniq = {"race_uniq", BTREE, 1, "race-", "", VT_STRING};
     pid_t pa, pb;
-    struct gc_conn *ca = conn_probe(s, &pa);
+    struct gc_conn *ca = kc_conn_probe(s, KC_DEADLINE_MS, &pa);
     cr_assert_neq(pa, 0, "the first connection's probe failed");
-    struct gc_conn *cb = conn_find_other(s, pa, &pb);
-    cr_assert_eq(ix_create_ok(ca, &uniq, DEADLINE_MS), 0);
+    struct gc_conn *cb = kc_conn_find(s, pa, KC_OTHER, KC_DEADLINE_MS, &pb);
+    cr_assert_eq(ix_create_ok(ca, &uniq, KC_DEADLINE_MS), 0);
 
     pthread_barrier_t bar;
     struct racer *A = calloc(1, sizeof(*A)), *B = calloc(1, sizeof(*B));
@@ -1329,7 +985,7 @@ Test(index, unique_race_between_two_workers_has_one_winner_per_round)
 
     /* the index agrees: each round's value is held by its winner alone,
      * and the loser's key was never written */
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     for (int i = 0; i < RACE_ROUNDS; i++) {
         char v[32], kw[32], kl[32];
         int a_won = A->code[i] == GRPC_STATUS_OK;
@@ -1338,7 +994,7 @@ Test(index, unique_race_between_two_workers_has_one_winner_per_round)
         snprintf(kl, sizeof(kl), "race-%03d-%s", i, a_won ? "b" : "a");
         expect_lookup(c, "race_uniq", v, (const char *const[]){kw},
                       (const char *const[]){v}, 1);
-        char *got = kv_value(c, kl);
+        char *got = kc_kv_value(c, kl);
         cr_assert_null(got, "round %d: the loser %s exists (\"%s\")", i, kl,
                        got ? got : "");
     }
@@ -1383,23 +1039,23 @@ snapshot_free(struct snapshot *sn)
 Test(index, clean_restart_keeps_definitions_and_entries)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     const struct spec by_version = {"by_version", BTREE, 0, "model:",
                                     "$.version", VT_INTEGER};
     char k[128], v[512], *kv, *blob;
 
-    cr_assert_eq(ix_create_ok(c, &by_framework, DEADLINE_MS), 0);
-    cr_assert_eq(ix_create_ok(c, &by_version, DEADLINE_MS), 0);
+    cr_assert_eq(ix_create_ok(c, &by_framework, KC_DEADLINE_MS), 0);
+    cr_assert_eq(ix_create_ok(c, &by_version, KC_DEADLINE_MS), 0);
     for (int m = 0; m < 10; m++)
         for (int ver = 1; ver <= 5; ver++) {
             char name[32];
             snprintf(name, sizeof(name), "r%d", m);
             model_key(k, sizeof(k), name, ver);
             model_json(v, sizeof(v), name, ver, FW[(m * 5 + ver) % NFW]);
-            kv_set_ok(c, NULL, k, v);
+            kc_kv_set_ok(c, NULL, k, v);
         }
-    kv_del_ok(c, NULL, "model:r0:1:metadata");
-    kv_set_ok(c, NULL, "unrelated", "{\"framework\":\"pytorch\"}");
+    kc_kv_del_ok(c, NULL, "model:r0:1:metadata");
+    kc_kv_set_ok(c, NULL, "unrelated", "{\"framework\":\"pytorch\"}");
 
     struct snapshot before = {0}, after = {0};
     snapshot_take(c, &before);
@@ -1410,8 +1066,8 @@ Test(index, clean_restart_keeps_definitions_and_entries)
     gc_close(c);
     ts_stop_ok(s);
 
-    struct ts_server *s2 = restart(s, &kv, &blob);
-    c = conn_to(s2);
+    struct ts_server *s2 = kc_restart(s, &kv, &blob);
+    c = kc_conn_to(s2);
     const struct spec both[] = {by_framework, by_version};
     expect_list(c, both, 2);
     snapshot_take(c, &after);
@@ -1425,7 +1081,7 @@ Test(index, clean_restart_keeps_definitions_and_entries)
 
     /* new writes still update both indexes */
     model_json(v, sizeof(v), "new", 9, "pytorch");
-    kv_set_ok(c, NULL, "model:new:9:metadata", v);
+    kc_kv_set_ok(c, NULL, "model:new:9:metadata", v);
     expect_lookup(c, "by_version", "9",
                   (const char *const[]){"model:new:9:metadata"},
                   (const char *const[]){v}, 1);
@@ -1434,7 +1090,7 @@ Test(index, clean_restart_keeps_definitions_and_entries)
     cr_assert_eq(e.n, before.fw[0].n + 1, "pytorch: %zu entries after a new "
                  "Set, expected %zu", e.n, before.fw[0].n + 1);
     ents_free(&e);
-    kv_del_ok(c, NULL, "model:r1:3:metadata");
+    kc_kv_del_ok(c, NULL, "model:r1:3:metadata");
     lookup(c, "by_version", "3", 0, &e);
     cr_assert_eq(e.n, 9, "version 3: %zu entries after a Delete", e.n);
     ents_free(&e);
@@ -1490,7 +1146,7 @@ streamer_main(void *arg)
         snprintf(T->why, sizeof(T->why), "no channel");
         return NULL;
     }
-    struct gc_stream *st = gc_stream_start(c, KV_SET, 90000);
+    struct gc_stream *st = gc_stream_start(c, KC_KV_SET, 90000);
     if (st == NULL) {
         snprintf(T->why, sizeof(T->why), "no stream");
         gc_close(c);
@@ -1503,8 +1159,8 @@ streamer_main(void *arg)
         char k[128], v[512];
         stream_kv(i, k, sizeof(k), v, sizeof(v));
         Buffdb__Kv__SetRequest m = BUFFDB__KV__SET_REQUEST__INIT;
-        m.key = S(k);
-        m.value = S(v);
+        m.key = kc_str(k);
+        m.value = kc_str(v);
         struct gc_buf b = gc_pack(&m.base), out;
         T->inflight = i;
         int rc = gc_stream_send(st, &b);
@@ -1538,7 +1194,7 @@ any_str(const Google__Protobuf__Any *a)
     const char *u = (const char *)a->type_url.data;
     size_t ul = a->type_url.len;
 
-    if (ul == strlen(URL_VALUE) && memcmp(u, URL_VALUE, ul) == 0) {
+    if (ul == strlen(KC_URL_VALUE) && memcmp(u, KC_URL_VALUE, ul) == 0) {
         Google__Protobuf__Value *m = google__protobuf__value__unpack(
             NULL, a->value.len, a->value.data);
         cr_assert_not_null(m);
@@ -1547,12 +1203,12 @@ any_str(const Google__Protobuf__Any *a)
         google__protobuf__value__free_unpacked(m, NULL);
         return NULL;
     }
-    cr_assert(ul == strlen(URL_STRING) && memcmp(u, URL_STRING, ul) == 0,
+    cr_assert(ul == strlen(KC_URL_STRING) && memcmp(u, KC_URL_STRING, ul) == 0,
               "column of type \"%.*s\"", (int)ul, u);
     Google__Protobuf__StringValue *m = google__protobuf__string_value__unpack(
         NULL, a->value.len, a->value.data);
     cr_assert_not_null(m);
-    char *s = dupn(m->value.data, m->value.len);
+    char *s = kc_dupn(m->value.data, m->value.len);
     cr_assert_not_null(s);
     google__protobuf__string_value__free_unpacked(m, NULL);
     return s;
@@ -1561,11 +1217,11 @@ any_str(const Google__Protobuf__Any *a)
 Test(index, kill_during_a_stream_of_sets_leaves_the_index_equal_to_a_scan)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_result r;
     char *kvp, *blobp;
 
-    cr_assert_eq(ix_create_ok(c, &by_framework, DEADLINE_MS), 0);
+    cr_assert_eq(ix_create_ok(c, &by_framework, KC_DEADLINE_MS), 0);
     gc_close(c);
 
     struct streamer *T = calloc(1, sizeof(*T));
@@ -1578,7 +1234,7 @@ Test(index, kill_during_a_stream_of_sets_leaves_the_index_equal_to_a_scan)
            ts_now_ms() < until)
         ts_sleep_ms(2);
     int acked_at_kill = __atomic_load_n(&T->acked, __ATOMIC_SEQ_CST);
-    kill_server(s);
+    kc_kill_server(s);
     __atomic_store_n(&T->stop, 1, __ATOMIC_SEQ_CST);
     pthread_join(th, NULL);
     cr_assert_geq(acked_at_kill, 300, "only %d Sets answered before the kill "
@@ -1586,19 +1242,17 @@ Test(index, kill_during_a_stream_of_sets_leaves_the_index_equal_to_a_scan)
     cr_log_info("killed with %d Sets answered; the streamer: %s",
                 acked_at_kill, T->why);
 
-    struct ts_server *s2 = restart(s, &kvp, &blobp);
+    struct ts_server *s2 = kc_restart(s, &kvp, &blobp);
     cr_assert(ts_log_has(s2, "index(es) checked"), "no index check logged "
               "after the unclean stop:\n%s", ts_tail(s2, 3000));
-    c = conn_to(s2);
+    c = kc_conn_to(s2);
 
     /* what a full scan says, through raw SQL */
-    Buffdb__Query__RawQuery q = BUFFDB__QUERY__RAW_QUERY__INIT;
-    q.query = S("SELECT key, CASE WHEN json_valid(value) THEN "
-                "json_extract(value, '$.framework') END FROM kv "
-                "WHERE substr(key, 1, 6) = 'model:'");
-    q.target = BUFFDB__QUERY__TARGET_STORE__KV;
-    call1(c, QUERY_QUERY, &q.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Query over kv");
+    kc_query_r(c, "SELECT key, CASE WHEN json_valid(value) THEN "
+                  "json_extract(value, '$.framework') END FROM kv "
+                  "WHERE substr(key, 1, 6) = 'model:'",
+               BUFFDB__QUERY__TARGET_STORE__KV, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Query over kv");
     cr_assert_leq(r.n, STREAM_KEYS, "%zu model keys", r.n);
     char *want[NFW][STREAM_KEYS];
     size_t nwant[NFW] = {0}, nindexed = 0;
@@ -1647,7 +1301,7 @@ Test(index, kill_during_a_stream_of_sets_leaves_the_index_equal_to_a_scan)
         if (last < 0)
             continue;
         stream_kv(last, key, sizeof(key), v, sizeof(v));
-        char *got = kv_value(c, key);
+        char *got = kc_kv_value(c, key);
         cr_assert_not_null(got, "%s: answered Set %d lost", key, last);
         int ok = strcmp(got, v) == 0;
         if (!ok && T->inflight >= 0 && T->inflight % STREAM_KEYS == k) {
@@ -1662,7 +1316,7 @@ Test(index, kill_during_a_stream_of_sets_leaves_the_index_equal_to_a_scan)
     /* new writes update the index */
     char v[512];
     model_json(v, sizeof(v), "after", 1, "tensorflow");
-    kv_set_ok(c, NULL, "model:zz-after:1:metadata", v);
+    kc_kv_set_ok(c, NULL, "model:zz-after:1:metadata", v);
     struct ents e;
     lookup(c, "by_framework", "tensorflow", 0, &e);
     cr_assert_gt(e.n, 0);
@@ -1693,7 +1347,7 @@ vol_value(int i)
 Test(index, hundred_thousand_keys_under_an_integer_btree)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_result r;
     char k[32], v[32];
     long t0 = ts_now_ms();
@@ -1705,11 +1359,11 @@ Test(index, hundred_thousand_keys_under_an_integer_btree)
         for (int i = part * per; i < (part + 1) * per; i++) {
             snprintf(k, sizeof(k), "vol-%06d", i);
             snprintf(v, sizeof(v), "%d", vol_value(i));
-            add_kv_set(&q, k, v);
+            kc_add_kv_set(&q, k, v);
         }
-        gc_call_pipelined(c, KV_SET, q.v, q.n, 120000, &r);
+        gc_call_pipelined(c, KC_KV_SET, q.v, q.n, 120000, &r);
         gc_reqs_free(&q);
-        expect_status(&r, GRPC_STATUS_OK, "pipelined Sets");
+        kc_expect_status(&r, GRPC_STATUS_OK, "pipelined Sets");
         cr_assert_eq(r.n, (size_t)per, "%zu SetResponses, expected %d", r.n,
                      per);
         gc_result_free(&r);

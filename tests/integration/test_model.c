@@ -50,6 +50,7 @@
 
 #include "../helpers/grpc_client.h"
 #include "../helpers/helpers.h"
+#include "../helpers/kv_client.h"
 #include "../helpers/server.h"
 #include "blob.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
@@ -58,9 +59,7 @@
 #include "model.pb-c.h"
 #include "query.pb-c.h"
 
-#define DEADLINE_MS 20000      /* for calls that should be quick */
 #define PUSH_DEADLINE_MS 90000 /* a push or pull of tens of MiB */
-#define FIND_TRIES 40          /* fresh connections tried to reach a worker */
 #define RETRY_TRIES 100        /* pushes retried while ABORTED (10 s) */
 #define WAIT_MS 15000          /* polls of PushStatus */
 
@@ -81,54 +80,21 @@
 #define M_DELETE "/buffdb.model.Model/DeleteVersion"
 #define M_ALIAS "/buffdb.model.Model/SetAlias"
 #define M_VERIFY "/buffdb.model.Model/Verify"
-#define KV_GET "/buffdb.kv.Kv/Get"
-#define KV_SET "/buffdb.kv.Kv/Set"
-#define BLOB_GET "/buffdb.blob.Blob/Get"
-#define BLOB_DELETE "/buffdb.blob.Blob/Delete"
-#define QUERY_QUERY "/buffdb.query.Query/Query"
-#define QUERY_EXECUTE "/buffdb.query.Query/Execute"
-
-#define URL_INT64 "type.googleapis.com/google.protobuf.Int64Value"
 
 typedef Buffdb__Model__ModelInfo ModelInfo;
 typedef Buffdb__Model__FileInfo FileInfo;
 
-static void
-setup(void)
-{
-    grpc_init();
-}
-
-static void
-teardown(void)
-{
-    gc_cleanup_all();
-    ts_cleanup_all();
-    grpc_shutdown_blocking();
-}
-
-TestSuite(model, .init = setup, .fini = teardown, .timeout = 150.);
+TestSuite(model, .init = kc_suite_init, .fini = kc_suite_fini, .timeout = 150.);
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* S - a NUL-terminated string as protobuf bytes */
-static ProtobufCBinaryData
-S(const char *s)
-{
-    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
-    return b;
-}
-
-/* dupn - a NUL-terminated malloc'd copy of n bytes */
+/* dupn - kc_dupn, asserting it had the memory */
 static char *
 dupn(const void *p, size_t n)
 {
-    char *s = malloc(n + 1);
+    char *s = kc_dupn(p, n);
 
     cr_assert_not_null(s);
-    if (n)
-        memcpy(s, p, n);
-    s[n] = '\0';
     return s;
 }
 
@@ -150,47 +116,6 @@ B(ProtobufCBinaryData b)
     snprintf(o, 256, "%.*s", (int)(b.len < 255 ? b.len : 255),
              b.len ? (const char *)b.data : "");
     return o;
-}
-
-static struct gc_conn *
-conn_to(struct ts_server *s)
-{
-    struct gc_conn *c = gc_connect(s->addr);
-    cr_assert_not_null(c, "could not create a channel to %s", s->addr);
-    return c;
-}
-
-/* call1 - one call of method with the single request m */
-static void
-call1(struct gc_conn *c, const char *method, const ProtobufCMessage *m,
-      int deadline_ms, struct gc_result *r)
-{
-    struct gc_buf b = gc_pack(m);
-
-    gc_call(c, method, &b, 1, deadline_ms, r);
-    free(b.data);
-}
-
-/* expect_status - assert how a call ended, with everything known if not */
-static void
-expect_status(const struct gc_result *r, grpc_status_code code,
-              const char *what)
-{
-    cr_assert_eq(r->code, code, "%s: status %s (\"%s\") after %zu responses, "
-                 "expected %s", what, gc_status_name(r->code), r->details,
-                 r->n, gc_status_name(code));
-}
-
-/* expect_fail - assert status code, no response, details naming needle */
-static void
-expect_fail(const struct gc_result *r, grpc_status_code code,
-            const char *needle, const char *what)
-{
-    expect_status(r, code, what);
-    cr_assert_eq(r->n, 0, "%s: %zu responses before the error", what, r->n);
-    cr_assert(needle == NULL || strstr(r->details, needle) != NULL,
-              "%s: details \"%s\" do not mention \"%s\"", what, r->details,
-              needle);
 }
 
 /* fill_random - n bytes from a fixed-seed xorshift generator */
@@ -418,10 +343,10 @@ add_header(struct gc_reqs *q, const char *name, const char *ver,
     Buffdb__Model__ModelInfo__ParametersEntry pe[2], *pp[2];
 
     cr_assert(fi != NULL && fp != NULL);
-    mi.name = S(name);
-    mi.version = S(ver);
-    mi.framework = S("pytorch");
-    mi.description = S("a model for the tests");
+    mi.name = kc_str(name);
+    mi.version = kc_str(ver);
+    mi.framework = kc_str("pytorch");
+    mi.description = kc_str("a model for the tests");
     mi.n_input_shape = 4;
     mi.input_shape = (int64_t *)IN_SHAPE;
     mi.n_output_shape = 2;
@@ -438,9 +363,9 @@ add_header(struct gc_reqs *q, const char *name, const char *ver,
     mi.parameters = pp;
     for (size_t i = 0; i < n; i++) {
         buffdb__model__file_info__init(&fi[i]);
-        fi[i].path = S(f[i].path);
+        fi[i].path = kc_str(f[i].path);
         fi[i].size = f[i].size;
-        fi[i].sha256 = S(f[i].hdr_sha ? f[i].hdr_sha : f[i].sha);
+        fi[i].sha256 = kc_str(f[i].hdr_sha ? f[i].hdr_sha : f[i].sha);
         fp[i] = &fi[i];
     }
     mi.n_files = n;
@@ -519,7 +444,7 @@ push_q_ok(struct gc_conn *c, const struct gc_reqs *q, const char *what)
         gc_result_free(&r);
         ts_sleep_ms(100);
     }
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
     ModelInfo *mi = info_of(&r.msgs[0], what);
     gc_result_free(&r);
@@ -549,7 +474,7 @@ push_fail(struct gc_conn *c, const struct gc_reqs *q, grpc_status_code code,
     struct gc_result r;
 
     push_run(c, q, &r);
-    expect_fail(&r, code, needle, what);
+    kc_expect_fail(&r, code, needle, what);
     gc_result_free(&r);
 }
 
@@ -564,9 +489,9 @@ push_status(struct gc_conn *c, const char *name, const char *ver)
     struct gc_result r;
     Buffdb__Model__PushStatusResponse *p = NULL;
 
-    m.name = S(name);
-    m.version = S(ver);
-    call1(c, M_STATUS, &m.base, DEADLINE_MS, &r);
+    m.name = kc_str(name);
+    m.version = kc_str(ver);
+    kc_call1(c, M_STATUS, &m.base, KC_DEADLINE_MS, &r);
     cr_assert(r.code == GRPC_STATUS_OK || r.code == GRPC_STATUS_NOT_FOUND,
               "PushStatus %s:%s: %s (\"%s\")", name, ver,
               gc_status_name(r.code), r.details);
@@ -623,9 +548,9 @@ abort_r(struct gc_conn *c, const char *name, const char *ver,
         struct gc_result *r)
 {
     Buffdb__Model__AbortPushRequest m = BUFFDB__MODEL__ABORT_PUSH_REQUEST__INIT;
-    m.name = S(name);
-    m.version = S(ver);
-    call1(c, M_ABORT, &m.base, DEADLINE_MS, r);
+    m.name = kc_str(name);
+    m.version = kc_str(ver);
+    kc_call1(c, M_ABORT, &m.base, KC_DEADLINE_MS, r);
 }
 
 static void
@@ -633,10 +558,10 @@ info_r(struct gc_conn *c, const char *name, const char *ver,
        const char *alias, struct gc_result *r)
 {
     Buffdb__Model__GetInfoRequest m = BUFFDB__MODEL__GET_INFO_REQUEST__INIT;
-    m.name = S(name);
-    m.version = S(ver ? ver : "");
-    m.alias = S(alias ? alias : "");
-    call1(c, M_INFO, &m.base, DEADLINE_MS, r);
+    m.name = kc_str(name);
+    m.version = kc_str(ver ? ver : "");
+    m.alias = kc_str(alias ? alias : "");
+    kc_call1(c, M_INFO, &m.base, KC_DEADLINE_MS, r);
 }
 
 /* get_info - GetInfo, asserting OK */
@@ -650,7 +575,7 @@ get_info(struct gc_conn *c, const char *name, const char *ver,
     snprintf(what, sizeof(what), "GetInfo %s:%s@%s", name, ver ? ver : "",
              alias ? alias : "");
     info_r(c, name, ver, alias, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1);
     ModelInfo *mi = info_of(&r.msgs[0], what);
     gc_result_free(&r);
@@ -664,7 +589,7 @@ expect_no_info(struct gc_conn *c, const char *name, const char *ver,
     struct gc_result r;
 
     info_r(c, name, ver, alias, &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, what);
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, what);
     gc_result_free(&r);
 }
 
@@ -674,10 +599,10 @@ delete_r(struct gc_conn *c, const char *name, const char *ver, int force,
 {
     Buffdb__Model__DeleteVersionRequest m =
         BUFFDB__MODEL__DELETE_VERSION_REQUEST__INIT;
-    m.name = S(name);
-    m.version = S(ver);
+    m.name = kc_str(name);
+    m.version = kc_str(ver);
     m.force = force;
-    call1(c, M_DELETE, &m.base, DEADLINE_MS, r);
+    kc_call1(c, M_DELETE, &m.base, KC_DEADLINE_MS, r);
 }
 
 static Buffdb__Model__DeleteVersionResponse *
@@ -686,7 +611,7 @@ delete_ok(struct gc_conn *c, const char *name, const char *ver, int force)
     struct gc_result r;
 
     delete_r(c, name, ver, force, &r);
-    expect_status(&r, GRPC_STATUS_OK, "DeleteVersion");
+    kc_expect_status(&r, GRPC_STATUS_OK, "DeleteVersion");
     cr_assert_eq(r.n, 1);
     Buffdb__Model__DeleteVersionResponse *d =
         buffdb__model__delete_version_response__unpack(NULL, r.msgs[0].len,
@@ -701,10 +626,10 @@ alias_r(struct gc_conn *c, const char *name, const char *alias,
         const char *ver, struct gc_result *r)
 {
     Buffdb__Model__SetAliasRequest m = BUFFDB__MODEL__SET_ALIAS_REQUEST__INIT;
-    m.name = S(name);
-    m.alias = S(alias);
-    m.version = S(ver);
-    call1(c, M_ALIAS, &m.base, DEADLINE_MS, r);
+    m.name = kc_str(name);
+    m.alias = kc_str(alias);
+    m.version = kc_str(ver);
+    kc_call1(c, M_ALIAS, &m.base, KC_DEADLINE_MS, r);
 }
 
 /* alias_ok - SetAlias, asserting OK and the previous version */
@@ -715,7 +640,7 @@ alias_ok(struct gc_conn *c, const char *name, const char *alias,
     struct gc_result r;
 
     alias_r(c, name, alias, ver, &r);
-    expect_status(&r, GRPC_STATUS_OK, "SetAlias");
+    kc_expect_status(&r, GRPC_STATUS_OK, "SetAlias");
     cr_assert_eq(r.n, 1);
     Buffdb__Model__SetAliasResponse *a =
         buffdb__model__set_alias_response__unpack(NULL, r.msgs[0].len,
@@ -734,10 +659,10 @@ verify(struct gc_conn *c, const char *name, const char *ver)
     Buffdb__Model__VerifyRequest m = BUFFDB__MODEL__VERIFY_REQUEST__INIT;
     struct gc_result r;
 
-    m.name = S(name);
-    m.version = S(ver);
-    call1(c, M_VERIFY, &m.base, PUSH_DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Verify");
+    m.name = kc_str(name);
+    m.version = kc_str(ver);
+    kc_call1(c, M_VERIFY, &m.base, PUSH_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Verify");
     cr_assert_eq(r.n, 1);
     Buffdb__Model__VerifyResponse *v = buffdb__model__verify_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
@@ -753,9 +678,9 @@ list_versions(struct gc_conn *c, const char *name)
         BUFFDB__MODEL__LIST_VERSIONS_REQUEST__INIT;
     struct gc_result r;
 
-    m.name = S(name);
-    call1(c, M_LIST_VERSIONS, &m.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "ListVersions");
+    m.name = kc_str(name);
+    kc_call1(c, M_LIST_VERSIONS, &m.base, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "ListVersions");
     cr_assert_eq(r.n, 1);
     Buffdb__Model__ListVersionsResponse *v =
         buffdb__model__list_versions_response__unpack(NULL, r.msgs[0].len,
@@ -772,8 +697,8 @@ list_models(struct gc_conn *c)
         BUFFDB__MODEL__LIST_MODELS_REQUEST__INIT;
     struct gc_result r;
 
-    call1(c, M_LIST_MODELS, &m.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "ListModels");
+    kc_call1(c, M_LIST_MODELS, &m.base, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "ListModels");
     cr_assert_eq(r.n, 1);
     Buffdb__Model__ListModelsResponse *v =
         buffdb__model__list_models_response__unpack(NULL, r.msgs[0].len,
@@ -791,13 +716,13 @@ pull_r(struct gc_conn *c, const char *name, const char *ver,
        struct gc_result *r)
 {
     Buffdb__Model__PullRequest m = BUFFDB__MODEL__PULL_REQUEST__INIT;
-    m.name = S(name);
-    m.version = S(ver ? ver : "");
-    m.alias = S(alias ? alias : "");
+    m.name = kc_str(name);
+    m.version = kc_str(ver ? ver : "");
+    m.alias = kc_str(alias ? alias : "");
     m.file = file;
     m.offset = off;
     m.chunk_size = chunk;
-    call1(c, M_PULL, &m.base, PUSH_DEADLINE_MS, r);
+    kc_call1(c, M_PULL, &m.base, PUSH_DEADLINE_MS, r);
 }
 
 /* what a Pull returned, by file */
@@ -910,7 +835,7 @@ expect_pull_same(struct gc_conn *c, const char *name, const char *ver,
     snprintf(what, sizeof(what), "Pull %s:%s@%s", name, ver ? ver : "",
              alias ? alias : "");
     pull_r(c, name, ver, alias, 0, 0, chunk, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     pulled_decode(&r, &p, 0, 0, 1);
     cr_assert_eq(p.mi->n_files, n, "%s: %zu files, expected %zu", what,
                  p.mi->n_files, n);
@@ -928,31 +853,7 @@ expect_pull_same(struct gc_conn *c, const char *name, const char *ver,
     gc_result_free(&r);
 }
 
-/* ---- Kv, Blob and Query ------------------------------------------------- */
-
-/* kv_value - key's value (malloc'd), NULL if NOT_FOUND */
-static char *
-kv_value(struct gc_conn *c, const char *key)
-{
-    Buffdb__Kv__GetRequest m = BUFFDB__KV__GET_REQUEST__INIT;
-    struct gc_result r;
-    char *out = NULL;
-
-    m.key = S(key);
-    call1(c, KV_GET, &m.base, DEADLINE_MS, &r);
-    cr_assert(r.code == GRPC_STATUS_OK || r.code == GRPC_STATUS_NOT_FOUND,
-              "Get %s: %s (\"%s\")", key, gc_status_name(r.code), r.details);
-    if (r.code == GRPC_STATUS_OK) {
-        cr_assert_eq(r.n, 1);
-        Buffdb__Kv__GetResponse *g = buffdb__kv__get_response__unpack(
-            NULL, r.msgs[0].len, r.msgs[0].data);
-        cr_assert_not_null(g);
-        out = dupn(g->value.data, g->value.len);
-        buffdb__kv__get_response__free_unpacked(g, NULL);
-    }
-    gc_result_free(&r);
-    return out;
-}
+/* ---- Blob --------------------------------------------------------------- */
 
 /* blob_get_all - one Blob.Get stream of every id, asserting OK */
 static void
@@ -966,45 +867,10 @@ blob_get_all(struct gc_conn *c, const uint64_t *ids, size_t n,
         m.id = ids[i];
         gc_reqs_add(&q, &m.base);
     }
-    gc_call_pipelined(c, BLOB_GET, q.v, q.n, PUSH_DEADLINE_MS, r);
+    gc_call_pipelined(c, KC_BLOB_GET, q.v, q.n, PUSH_DEADLINE_MS, r);
     gc_reqs_free(&q);
-    expect_status(r, GRPC_STATUS_OK, "Blob.Get");
+    kc_expect_status(r, GRPC_STATUS_OK, "Blob.Get");
     cr_assert_eq(r->n, n, "Blob.Get: %zu responses for %zu ids", r->n, n);
-}
-
-/* query_int - a one-row, one-column integer query on target */
-static int64_t
-query_int(struct gc_conn *c, const char *sql, int target)
-{
-    Buffdb__Query__RawQuery q = BUFFDB__QUERY__RAW_QUERY__INIT;
-    struct gc_result r;
-
-    q.query = S(sql);
-    q.target = target;
-    call1(c, QUERY_QUERY, &q.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, sql);
-    cr_assert_eq(r.n, 1, "%s: %zu rows", sql, r.n);
-    Buffdb__Query__QueryResult *m = buffdb__query__query_result__unpack(
-        NULL, r.msgs[0].len, r.msgs[0].data);
-    cr_assert_not_null(m);
-    cr_assert_eq(m->n_fields, 1);
-    cr_assert(beq(m->fields[0]->type_url, URL_INT64), "%s: a column of type "
-              "%s", sql, B(m->fields[0]->type_url));
-    Google__Protobuf__Int64Value *v = google__protobuf__int64_value__unpack(
-        NULL, m->fields[0]->value.len, m->fields[0]->value.data);
-    cr_assert_not_null(v);
-    int64_t out = v->value;
-    google__protobuf__int64_value__free_unpacked(v, NULL);
-    buffdb__query__query_result__free_unpacked(m, NULL);
-    gc_result_free(&r);
-    return out;
-}
-
-static int64_t
-blob_count(struct gc_conn *c)
-{
-    return query_int(c, "SELECT count(*) FROM blob",
-                     BUFFDB__QUERY__TARGET_STORE__BLOB);
 }
 
 /* ---- ModelInfo checks --------------------------------------------------- */
@@ -1094,85 +960,12 @@ shared_ids(const ModelInfo *a, const ModelInfo *b)
     return n;
 }
 
-/* ---- reaching workers, killing, restarting ------------------------------ */
-
-/* conn_probe - a fresh connection and the worker it reached (a Kv.Set of a
- * probe key); *pid 0 if the probe did not answer */
-static struct gc_conn *
-conn_probe(struct ts_server *s, pid_t *pid)
-{
-    struct gc_conn *c = conn_to(s);
-    Buffdb__Kv__SetRequest m = BUFFDB__KV__SET_REQUEST__INIT;
-    struct gc_result r;
-
-    m.key = S("probe");
-    m.value = S("p");
-    call1(c, KV_SET, &m.base, DEADLINE_MS, &r);
-    *pid = r.code == GRPC_STATUS_OK ? r.worker_pid : 0;
-    gc_result_free(&r);
-    return c;
-}
-
-/* conn_find - a fresh connection served by worker pid (same 1) or by
- * another (same 0), within FIND_TRIES connections */
-static struct gc_conn *
-conn_find(struct ts_server *s, pid_t pid, int same, pid_t *got)
-{
-    for (int i = 0; i < FIND_TRIES; i++) {
-        pid_t p;
-        struct gc_conn *c = conn_probe(s, &p);
-        if (p != 0 && (same ? p == pid : p != pid)) {
-            *got = p;
-            return c;
-        }
-        gc_close(c);
-    }
-    cr_assert_fail("%d fresh connections, none reached a worker %s %ld",
-                   FIND_TRIES, same ? "=" : "other than", (long)pid);
-    return NULL;
-}
-
-/* kill_server - SIGKILL the master and every worker, wait until all are
- * gone (bounded), check the log */
-static void
-kill_server(struct ts_server *s)
-{
-    pid_t w[TS_MAX_WORKERS];
-    int n = ts_worker_pids(s, w, TS_MAX_WORKERS);
-
-    cr_assert_gt(n, 0, "no worker to kill");
-    cr_assert_eq(ts_signal(s, SIGKILL), 0);
-    for (int i = 0; i < n; i++)
-        kill(w[i], SIGKILL);
-    cr_assert(ts_wait_exit(s, 10000), "the master survived SIGKILL");
-    long until = ts_now_ms() + 10000;
-    for (int i = 0; i < n; i++)
-        while (ts_pid_alive(w[i]) && ts_now_ms() < until)
-            ts_sleep_ms(10);
-    for (int i = 0; i < n; i++)
-        cr_assert(!ts_pid_alive(w[i]), "worker %ld survived SIGKILL",
-                  (long)w[i]);
-    ts_stop(s); /* reaps; nothing left to signal */
-    ts_assert_log_clean(s);
-}
-
-/* restart - a new server (new port, new log) on the stores of old */
-static struct ts_server *
-restart(struct ts_server *old, char **kv, char **blob)
-{
-    *kv = ts_path(old, "kv_store.db");
-    *blob = ts_path(old, "blob_store.db");
-    const char *args[] = {"--kv-store", *kv, "--blob-store", *blob, NULL};
-    struct ts_opts o = {.no_stores = 1, .args = args};
-    return ts_start(&o);
-}
-
 /* ---- 1. Push then Pull -------------------------------------------------- */
 
 Test(model, push_then_pull_round_trips_weights_and_a_multipart_file)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[3];
 
     make_safetensors(&f[0], "model.safetensors");
@@ -1254,7 +1047,7 @@ Test(model, push_then_pull_round_trips_weights_and_a_multipart_file)
     struct gc_result r;
     struct pulled p;
     pull_r(c, "llm", "1.0", NULL, 0, 0, 0, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Pull");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Pull");
     pulled_decode(&r, &p, 0, 0, 1);
     expect_info(p.mi, "llm", "1.0", f, 3);
     cr_assert_eq(p.mi->parameter_count, 25);
@@ -1270,7 +1063,7 @@ Test(model, push_then_pull_round_trips_weights_and_a_multipart_file)
     cr_assert_eq(v->bytes_checked, mi->size_bytes);
     buffdb__model__verify_response__free_unpacked(v, NULL);
 
-    cr_assert_eq(blob_count(c), 5, "blobs after one push of 5 parts");
+    cr_assert_eq(kc_blob_count(c), 5, "blobs after one push of 5 parts");
     expect_no_push(c, "llm", "1.0", "after a finished push");
     buffdb__model__model_info__free_unpacked(mi, NULL);
     mfiles_free(f, 3);
@@ -1283,7 +1076,7 @@ Test(model, push_then_pull_round_trips_weights_and_a_multipart_file)
 Test(model, upstream_keys_and_blobs_describe_the_model)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[2];
     static const char *const vers[] = {"2.0", "1.0", "1.5"};
     ModelInfo *mi[3];
@@ -1300,7 +1093,7 @@ Test(model, upstream_keys_and_blobs_describe_the_model)
     /* the last version pushed is what f holds now */
 
     /* model:<name>:<version>:metadata: upstream's ModelInfo, keys in order */
-    char *js = kv_value(c, "model:resnet:1.5:metadata");
+    char *js = kc_kv_value(c, "model:resnet:1.5:metadata");
     cr_assert_not_null(js, "no metadata key");
     json_error_t je;
     json_t *o = json_loads(js, 0, &je);
@@ -1412,10 +1205,10 @@ Test(model, upstream_keys_and_blobs_describe_the_model)
     gc_result_free(&r);
     cr_assert_eq(shared_ids(mi[0], mi[2]), 2, "2.0 and 1.5 share parts 1 "
                  "and 2");
-    cr_assert_eq(blob_count(c), 3 + 2, "3 first parts and 2 shared ones");
+    cr_assert_eq(kc_blob_count(c), 3 + 2, "3 first parts and 2 shared ones");
 
     /* the index: versions in push order */
-    char *idx = kv_value(c, "model:resnet:index");
+    char *idx = kc_kv_value(c, "model:resnet:index");
     cr_assert_not_null(idx, "no index key");
     json_t *ia = json_loads(idx, 0, &je);
     cr_assert(json_is_array(ia) && json_array_size(ia) == 3, "index %s", idx);
@@ -1445,16 +1238,16 @@ Test(model, upstream_keys_and_blobs_describe_the_model)
 
     /* deleting a version rewrites the index and drops its metadata key
      * (read first, so a cached copy would show) */
-    js = kv_value(c, "model:resnet:1.0:metadata");
+    js = kc_kv_value(c, "model:resnet:1.0:metadata");
     cr_assert_not_null(js);
     free(js);
     Buffdb__Model__DeleteVersionResponse *d = delete_ok(c, "resnet", "1.0",
                                                         0);
     cr_assert_eq(d->parts_freed, 1, "1.0 had one part of its own");
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
-    js = kv_value(c, "model:resnet:1.0:metadata");
+    js = kc_kv_value(c, "model:resnet:1.0:metadata");
     cr_assert_null(js, "metadata of a deleted version: %s", js);
-    idx = kv_value(c, "model:resnet:index");
+    idx = kc_kv_value(c, "model:resnet:index");
     cr_assert_not_null(idx);
     ia = json_loads(idx, 0, &je);
     cr_assert(json_is_array(ia) && json_array_size(ia) == 2 &&
@@ -1479,7 +1272,7 @@ Test(model, upstream_keys_and_blobs_describe_the_model)
 Test(model, every_part_fits_a_default_4mib_client_message)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f;
 
     mfile_random(&f, "big.bin", 2 * PART + MIB, 31); /* 2 full parts */
@@ -1496,7 +1289,7 @@ Test(model, every_part_fits_a_default_4mib_client_message)
     gc_result_free(&r);
     /* Pull's own largest chunk does fit */
     pull_r(c, "big", "1", NULL, 0, 0, PULL_CHUNK_MAX, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Pull at the largest chunk_size");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Pull at the largest chunk_size");
     for (size_t i = 0; i < r.n; i++)
         cr_assert_leq(r.msgs[i].len, (size_t)DEFAULT_MAX_RECV,
                       "Pull response %zu: %zu bytes", i, r.msgs[i].len);
@@ -1512,14 +1305,14 @@ Test(model, every_part_fits_a_default_4mib_client_message)
 Test(model, digest_mismatch_is_refused_and_leaves_nothing)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[2];
     struct gc_reqs q = {0};
     char wrong[65];
 
     mfile_random(&f[0], "a.bin", PART + MIB, 41); /* 2 parts stored first */
     mfile_random(&f[1], "b/second.bin", PART + 2 * MIB, 42); /* 2 parts */
-    int64_t before = blob_count(c);
+    int64_t before = kc_blob_count(c);
 
     /* the second file's digest is wrong: both files' parts were stored by
      * the time it is found */
@@ -1531,7 +1324,7 @@ Test(model, digest_mismatch_is_refused_and_leaves_nothing)
     gc_reqs_free(&q);
     expect_no_push(c, "m", "1", "after a digest mismatch");
     expect_no_info(c, "m", "1", NULL, "GetInfo after a digest mismatch");
-    cr_assert_eq(blob_count(c), before, "blobs left by the refused push");
+    cr_assert_eq(kc_blob_count(c), before, "blobs left by the refused push");
 
     /* the first file's digest wrong, in upper case hex */
     char upper[65];
@@ -1545,7 +1338,7 @@ Test(model, digest_mismatch_is_refused_and_leaves_nothing)
               "Push with a wrong sha256 for the first file");
     gc_reqs_free(&q);
     expect_no_push(c, "m", "1", "after a digest mismatch");
-    cr_assert_eq(blob_count(c), before, "blobs left by the refused push");
+    cr_assert_eq(kc_blob_count(c), before, "blobs left by the refused push");
 
     /* the right digests in upper case are accepted */
     char up0[65], up1[65];
@@ -1557,7 +1350,7 @@ Test(model, digest_mismatch_is_refused_and_leaves_nothing)
     f[1].hdr_sha = up1;
     ModelInfo *mi = push_ok(c, "m", "1", f, 2);
     expect_info(mi, "m", "1", f, 2); /* stored in lower case */
-    cr_assert_eq(blob_count(c), before + 4);
+    cr_assert_eq(kc_blob_count(c), before + 4);
     buffdb__model__model_info__free_unpacked(mi, NULL);
     mfiles_free(f, 2);
     gc_close(c);
@@ -1569,14 +1362,14 @@ Test(model, digest_mismatch_is_refused_and_leaves_nothing)
 Test(model, cancelled_push_is_held_and_resumes_from_offset_zero)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct mfile f;
     struct gc_reqs q = {0};
 
     /* parts PART + PART + 2 MiB; 1 MiB chunks: the 10th (last) starts at
      * 9 MiB, past the end of the second part */
     mfile_random(&f, "w.bin", 2 * PART + 2 * MIB, 51);
-    int64_t before = blob_count(c);
+    int64_t before = kc_blob_count(c);
     push_reqs(&q, "m", "1", &f, 1);
     cr_assert_eq(q.n, 1 + 10);
     cr_assert_geq(9 * MIB, 2 * PART);
@@ -1607,13 +1400,13 @@ Test(model, cancelled_push_is_held_and_resumes_from_offset_zero)
     cr_assert_not_null(ps->info);
     cr_assert(beq(ps->info->name, "m") && beq(ps->info->version, "1"));
     buffdb__model__push_status_response__free_unpacked(ps, NULL);
-    cr_assert_eq(blob_count(c2), before + 2, "two whole parts stored");
+    cr_assert_eq(kc_blob_count(c2), before + 2, "two whole parts stored");
     expect_no_info(c2, "m", "1", NULL, "GetInfo of an unfinished push");
 
     /* the same files again, every byte from offset 0 */
     ModelInfo *mi = push_q_ok(c2, &q, "Push resumed from offset 0");
     expect_info(mi, "m", "1", &f, 1);
-    cr_assert_eq(blob_count(c2), before + 3, "the held parts are reused");
+    cr_assert_eq(kc_blob_count(c2), before + 3, "the held parts are reused");
     expect_no_push(c2, "m", "1", "after the resumed push");
     expect_pull_same(c2, "m", "1", NULL, &f, 1, 0);
     buffdb__model__model_info__free_unpacked(mi, NULL);
@@ -1627,14 +1420,14 @@ Test(model, cancelled_push_is_held_and_resumes_from_offset_zero)
 Test(model, half_closed_push_resumes_from_the_held_offsets)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[2];
     struct gc_reqs q = {0};
     struct gc_result r;
 
     mfile_random(&f[0], "a.bin", PART + MIB, 61);           /* 2 parts */
     mfile_random(&f[1], "b.bin", PART + 2 * MIB + 100, 62); /* 2 parts */
-    int64_t before = blob_count(c);
+    int64_t before = kc_blob_count(c);
 
     /* all of a.bin and b.bin's first part and half a MiB, then
      * half-close */
@@ -1642,8 +1435,8 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
     add_chunks(&q, 0, &f[0], 0, f[0].size, MIB);
     add_chunks(&q, 1, &f[1], 0, PART + MIB / 2, MIB / 2);
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
-                "Push closed early");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
+                   "Push closed early");
     gc_result_free(&r);
     gc_reqs_free(&q);
 
@@ -1658,7 +1451,7 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
     cr_assert_eq(ps->total_bytes, f[0].size + f[1].size);
     uint64_t held1 = ps->files[1]->held;
     buffdb__model__push_status_response__free_unpacked(ps, NULL);
-    cr_assert_eq(blob_count(c), before + 3);
+    cr_assert_eq(kc_blob_count(c), before + 3);
 
     /* resume: the header, then only b.bin from its held offset */
     add_header(&q, "m", "2", f, 2);
@@ -1666,8 +1459,8 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
     ModelInfo *mi = push_q_ok(c, &q, "Push resumed from the held offsets");
     gc_reqs_free(&q);
     expect_info(mi, "m", "2", f, 2);
-    cr_assert_eq(blob_count(c), before + 4, "2 + 2 parts, %" PRId64 " blobs",
-                 blob_count(c) - before);
+    cr_assert_eq(kc_blob_count(c), before + 4, "2 + 2 parts, %" PRId64 " blobs",
+                 kc_blob_count(c) - before);
     expect_pull_same(c, "m", "2", NULL, f, 2, 0);
     Buffdb__Model__VerifyResponse *v = verify(c, "m", "2");
     cr_assert(v->ok);
@@ -1681,8 +1474,8 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
     add_chunks(&q, 0, &f[0], 0, f[0].size, MIB);
     add_chunks(&q, 1, &f[1], 0, PART + MIB / 2, MIB);
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
-                "Push closed early");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
+                   "Push closed early");
     gc_result_free(&r);
     gc_reqs_free(&q);
     add_header(&q, "m", "3", f, 2);
@@ -1705,29 +1498,29 @@ Test(model, half_closed_push_resumes_from_the_held_offsets)
 Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile x, y;
     struct gc_reqs q = {0};
     struct gc_result r;
 
     mfile_random(&x, "x.bin", 2 * PART + MIB, 71);     /* 3 parts */
     mfile_random(&y, "y.bin", 2 * PART + 2 * MIB, 72); /* 3 parts */
-    int64_t before = blob_count(c);
+    int64_t before = kc_blob_count(c);
 
     add_header(&q, "m", "1", &x, 1);
     add_chunks(&q, 0, &x, 0, 2 * PART, MIB);
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push x");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push x");
     gc_result_free(&r);
     gc_reqs_free(&q);
     cr_assert_eq(held_bytes(c, "m", "1"), 2 * PART);
-    cr_assert_eq(blob_count(c), before + 2);
+    cr_assert_eq(kc_blob_count(c), before + 2);
 
     /* other files for the same version: x's parts go */
     add_header(&q, "m", "1", &y, 1);
     add_chunks(&q, 0, &y, 0, PART + 1, MIB);
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push y");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push y");
     gc_result_free(&r);
     gc_reqs_free(&q);
     Buffdb__Model__PushStatusResponse *ps = push_status(c, "m", "1");
@@ -1738,7 +1531,7 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
     cr_assert_eq(ps->held_bytes, PART);
     cr_assert_eq(ps->total_bytes, y.size);
     buffdb__model__push_status_response__free_unpacked(ps, NULL);
-    cr_assert_eq(blob_count(c), before + 1, "x's 2 parts freed, y's 1 held");
+    cr_assert_eq(kc_blob_count(c), before + 1, "x's 2 parts freed, y's 1 held");
 
     /* same paths and sizes but another digest: also other files */
     struct mfile y2 = y;
@@ -1747,24 +1540,24 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
     y2.hdr_sha = other;
     add_header(&q, "m", "1", &y2, 1);
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
-                "Push y with another digest");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
+                   "Push y with another digest");
     gc_result_free(&r);
     gc_reqs_free(&q);
     cr_assert_eq(held_bytes(c, "m", "1"), 0, "a push with another digest "
                  "resumed the old one");
-    cr_assert_eq(blob_count(c), before, "the replaced push's part is freed");
+    cr_assert_eq(kc_blob_count(c), before, "the replaced push's part is freed");
 
     /* AbortPush frees what only it used */
     add_header(&q, "m", "1", &y, 1);
     add_chunks(&q, 0, &y, 0, 2 * PART + MIB, MIB); /* 2 whole parts */
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push y");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push y");
     gc_result_free(&r);
     gc_reqs_free(&q);
-    cr_assert_eq(blob_count(c), before + 2);
+    cr_assert_eq(kc_blob_count(c), before + 2);
     abort_r(c, "m", "1", &r);
-    expect_status(&r, GRPC_STATUS_OK, "AbortPush");
+    kc_expect_status(&r, GRPC_STATUS_OK, "AbortPush");
     cr_assert_eq(r.n, 1);
     Buffdb__Model__AbortPushResponse *a =
         buffdb__model__abort_push_response__unpack(NULL, r.msgs[0].len,
@@ -1773,10 +1566,10 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
     cr_assert_eq(a->parts_freed, 2, "parts_freed %" PRIu64, a->parts_freed);
     buffdb__model__abort_push_response__free_unpacked(a, NULL);
     gc_result_free(&r);
-    cr_assert_eq(blob_count(c), before, "blobs after AbortPush");
+    cr_assert_eq(kc_blob_count(c), before, "blobs after AbortPush");
     expect_no_push(c, "m", "1", "after AbortPush");
     abort_r(c, "m", "1", &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "a second AbortPush");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "a second AbortPush");
     gc_result_free(&r);
 
     /* a part a version uses survives the abort of a push that shared it */
@@ -1784,19 +1577,19 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
     add_header(&q, "m", "3", &x, 1);
     add_chunks(&q, 0, &x, 0, PART, MIB); /* x's first part, whole */
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push x");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete", "Push x");
     gc_result_free(&r);
     gc_reqs_free(&q);
-    cr_assert_eq(blob_count(c), before + 3);
+    cr_assert_eq(kc_blob_count(c), before + 3);
     abort_r(c, "m", "3", &r);
-    expect_status(&r, GRPC_STATUS_OK, "AbortPush of a sharing push");
+    kc_expect_status(&r, GRPC_STATUS_OK, "AbortPush of a sharing push");
     a = buffdb__model__abort_push_response__unpack(NULL, r.msgs[0].len,
                                                    r.msgs[0].data);
     cr_assert_not_null(a);
     cr_assert_eq(a->parts_freed, 0, "AbortPush freed a part version 2 uses");
     buffdb__model__abort_push_response__free_unpacked(a, NULL);
     gc_result_free(&r);
-    cr_assert_eq(blob_count(c), before + 3);
+    cr_assert_eq(kc_blob_count(c), before + 3);
     expect_pull_same(c, "m", "2", NULL, &x, 1, 0);
     buffdb__model__model_info__free_unpacked(mi, NULL);
 
@@ -1811,21 +1604,21 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
 Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f;
 
     mfile_random(&f, "weights.bin", 3 * PART, 81); /* 3 full parts */
-    int64_t b0 = blob_count(c);
+    int64_t b0 = kc_blob_count(c);
     ModelInfo *v1 = push_ok(c, "dd", "v1", &f, 1);
-    int64_t b1 = blob_count(c);
+    int64_t b1 = kc_blob_count(c);
     cr_assert_eq(b1, b0 + 3);
 
     f.data[PART + PART / 2] ^= 0x5a; /* the middle part */
     mfile_rehash(&f);
     ModelInfo *v2 = push_ok(c, "dd", "v2", &f, 1);
     expect_info(v2, "dd", "v2", &f, 1);
-    cr_assert_eq(blob_count(c), b1 + 1, "v2 added %" PRId64 " blobs",
-                 blob_count(c) - b1);
+    cr_assert_eq(kc_blob_count(c), b1 + 1, "v2 added %" PRId64 " blobs",
+                 kc_blob_count(c) - b1);
     cr_assert_eq(shared_ids(v1, v2), 2, "v1 and v2 share %zu blob ids",
                  shared_ids(v1, v2));
     cr_assert_eq(v1->blob_ids[0], v2->blob_ids[0]);
@@ -1836,7 +1629,7 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
     f.data[PART + PART / 2] ^= 0x5a;
     mfile_rehash(&f);
     ModelInfo *v3 = push_ok(c, "dd", "v3", &f, 1);
-    cr_assert_eq(blob_count(c), b1 + 1);
+    cr_assert_eq(kc_blob_count(c), b1 + 1);
     cr_assert_eq(shared_ids(v1, v3), 3);
     Buffdb__Model__DeleteVersionResponse *d = delete_ok(c, "dd", "v3", 0);
     cr_assert_eq(d->parts_freed, 0, "v3 shared every part with v1");
@@ -1849,11 +1642,11 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
                  d->bytes_freed);
     cr_assert_eq(d->n_aliases_removed, 0);
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
-    cr_assert_eq(blob_count(c), b1, "v2's 3 parts left");
+    cr_assert_eq(kc_blob_count(c), b1, "v2's 3 parts left");
     expect_no_info(c, "dd", "v1", NULL, "GetInfo of a deleted version");
     struct gc_result r;
     delete_r(c, "dd", "v1", 0, &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "deleting v1 twice");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "deleting v1 twice");
     gc_result_free(&r);
 
     f.data[PART + PART / 2] ^= 0x5a; /* v2's bytes */
@@ -1868,8 +1661,8 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
     cr_assert_eq(d->parts_freed, 3);
     cr_assert_eq(d->bytes_freed, 3 * PART);
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
-    cr_assert_eq(blob_count(c), b0);
-    char *ix = kv_value(c, "model:dd:index");
+    cr_assert_eq(kc_blob_count(c), b0);
+    char *ix = kc_kv_value(c, "model:dd:index");
     cr_assert(ix == NULL || strcmp(ix, "[]") == 0, "the index key of a model "
               "with no versions left: %s", ix);
     free(ix);
@@ -1891,7 +1684,7 @@ Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
 Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct mfile f;
     struct gc_reqs q = {0};
 
@@ -1911,18 +1704,18 @@ Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
     cr_assert_eq(d->parts_freed, 2, "deleting v1 freed %" PRIu64 " parts; "
                  "v2's push holds part 0", d->parts_freed);
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
-    cr_assert_eq(blob_count(c2), 1);
+    cr_assert_eq(kc_blob_count(c2), 1);
     for (size_t i = 6; i < q.n; i++)
         cr_assert_eq(gc_stream_send(st, &q.v[i]), 0);
     struct gc_result r = {0};
     gc_stream_finish(st, &r);
-    expect_status(&r, GRPC_STATUS_OK, "the push of v2");
+    kc_expect_status(&r, GRPC_STATUS_OK, "the push of v2");
     cr_assert_eq(r.n, 1);
     ModelInfo *v2 = info_of(&r.msgs[0], "Push v2");
     gc_result_free(&r);
     expect_info(v2, "dp", "v2", &f, 1);
     cr_assert_eq(v2->blob_ids[0], v1->blob_ids[0], "part 0 was not kept");
-    cr_assert_eq(blob_count(c2), 3);
+    cr_assert_eq(kc_blob_count(c2), 3);
     expect_pull_same(c2, "dp", "v2", NULL, &f, 1, 0);
     gc_reqs_free(&q);
 
@@ -1935,8 +1728,8 @@ Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
     ModelInfo *vb = push_ok(c, "dp", "big", &big, 1);
     buffdb__model__model_info__free_unpacked(vb, NULL);
     Buffdb__Model__PullRequest pm = BUFFDB__MODEL__PULL_REQUEST__INIT;
-    pm.name = S("dp");
-    pm.version = S("big");
+    pm.name = kc_str("dp");
+    pm.version = kc_str("big");
     pm.chunk_size = 64 << 10;
     struct gc_buf pb = gc_pack(&pm.base);
     st = gc_stream_start(c, M_PULL, PUSH_DEADLINE_MS);
@@ -1975,8 +1768,8 @@ Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
     mfiles_free(&big, 1);
     pulled_free(&p);
     free(all.msgs);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "Pull of a version deleted "
-                  "under it");
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "Pull of a version deleted "
+                     "under it");
     cr_assert(strstr(r.details, "deleted during the pull") != NULL,
               "Pull of a version deleted under it: details \"%s\" do not "
               "say so", r.details);
@@ -1997,7 +1790,7 @@ Test(model, delete_during_a_push_or_a_pull_keeps_what_they_use)
 Test(model, aliases_move_resolve_and_guard_deletes)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f1, f2;
     struct gc_result r;
 
@@ -2013,7 +1806,7 @@ Test(model, aliases_move_resolve_and_guard_deletes)
               "GetInfo of 1 does not list its alias");
     buffdb__model__model_info__free_unpacked(mi, NULL);
     expect_pull_same(c, "clf", NULL, "production", &f1, 1, 0);
-    char *v = kv_value(c, "model:clf:alias:production");
+    char *v = kc_kv_value(c, "model:clf:alias:production");
     cr_assert(v && strcmp(v, "1") == 0, "alias key holds %s", v ? v : "-");
     free(v);
 
@@ -2025,7 +1818,7 @@ Test(model, aliases_move_resolve_and_guard_deletes)
     cr_assert_eq(mi->n_aliases, 0, "version 1 still lists an alias");
     buffdb__model__model_info__free_unpacked(mi, NULL);
     expect_pull_same(c, "clf", NULL, "production", &f2, 1, 0);
-    v = kv_value(c, "model:clf:alias:production");
+    v = kc_kv_value(c, "model:clf:alias:production");
     cr_assert(v && strcmp(v, "2") == 0, "alias key holds %s", v ? v : "-");
     free(v);
     Buffdb__Model__ListModelsResponse *lm = list_models(c);
@@ -2037,15 +1830,16 @@ Test(model, aliases_move_resolve_and_guard_deletes)
 
     /* an alias names an existing version */
     alias_r(c, "clf", "production", "9", &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "SetAlias to a missing "
-                "version");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "SetAlias to a missing "
+                   "version");
     gc_result_free(&r);
     alias_r(c, "nomodel", "production", "1", &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "SetAlias on a missing "
-                "model");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "SetAlias on a missing "
+                   "model");
     gc_result_free(&r);
     alias_r(c, "clf", "bad:alias", "1", &r);
-    expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, NULL, "SetAlias bad:alias");
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                   "SetAlias bad:alias");
     gc_result_free(&r);
     mi = get_info(c, "clf", NULL, "production");
     cr_assert(beq(mi->version, "2"), "a refused SetAlias moved the alias");
@@ -2053,8 +1847,8 @@ Test(model, aliases_move_resolve_and_guard_deletes)
 
     /* an aliased version is deleted only with force, which drops it */
     delete_r(c, "clf", "2", 0, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "production",
-                "DeleteVersion of an aliased version");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "production",
+                   "DeleteVersion of an aliased version");
     gc_result_free(&r);
     mi = get_info(c, "clf", "2", NULL); /* still there */
     buffdb__model__model_info__free_unpacked(mi, NULL);
@@ -2066,18 +1860,18 @@ Test(model, aliases_move_resolve_and_guard_deletes)
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
     expect_no_info(c, "clf", NULL, "production", "GetInfo by a removed "
                    "alias");
-    cr_assert_null(kv_value(c, "model:clf:alias:production"),
+    cr_assert_null(kc_kv_value(c, "model:clf:alias:production"),
                    "the alias key outlived its version");
     struct gc_result pr;
     pull_r(c, "clf", NULL, "production", 0, 0, 0, &pr);
-    expect_fail(&pr, GRPC_STATUS_NOT_FOUND, NULL, "Pull by a removed alias");
+    kc_expect_fail(&pr, GRPC_STATUS_NOT_FOUND, NULL, "Pull by a removed alias");
     gc_result_free(&pr);
 
     /* empty version removes an alias */
     alias_ok(c, "clf", "staging", "1", "");
     alias_ok(c, "clf", "staging", "", "1");
     expect_no_info(c, "clf", NULL, "staging", "GetInfo by a removed alias");
-    cr_assert_null(kv_value(c, "model:clf:alias:staging"));
+    cr_assert_null(kc_kv_value(c, "model:clf:alias:staging"));
     d = delete_ok(c, "clf", "1", 0); /* no alias left on 1 */
     cr_assert_eq(d->n_aliases_removed, 0);
     buffdb__model__delete_version_response__free_unpacked(d, NULL);
@@ -2096,9 +1890,9 @@ Test(model, a_running_push_aborts_a_second_one_on_either_worker)
 {
     struct ts_server *s = ts_start(NULL);
     pid_t wa, wb, wc;
-    struct gc_conn *ca = conn_find(s, 0, 0, &wa);
-    struct gc_conn *cb = conn_find(s, wa, 0, &wb);
-    struct gc_conn *cc = conn_find(s, wa, 1, &wc);
+    struct gc_conn *ca = kc_conn_find(s, 0, KC_OTHER, KC_DEADLINE_MS, &wa);
+    struct gc_conn *cb = kc_conn_find(s, wa, KC_OTHER, KC_DEADLINE_MS, &wb);
+    struct gc_conn *cc = kc_conn_find(s, wa, KC_SAME, KC_DEADLINE_MS, &wc);
     struct mfile f;
     struct gc_reqs q = {0};
     struct gc_result r;
@@ -2115,42 +1909,43 @@ Test(model, a_running_push_aborts_a_second_one_on_either_worker)
 
     /* another worker, then the same worker */
     push_run(cb, &q, &r);
-    expect_fail(&r, GRPC_STATUS_ABORTED, "in progress",
-                "a second push on another worker");
+    kc_expect_fail(&r, GRPC_STATUS_ABORTED, "in progress",
+                   "a second push on another worker");
     gc_result_free(&r);
     push_run(cc, &q, &r);
-    expect_fail(&r, GRPC_STATUS_ABORTED, "in progress",
-                "a second push on the same worker");
+    kc_expect_fail(&r, GRPC_STATUS_ABORTED, "in progress",
+                   "a second push on the same worker");
     gc_result_free(&r);
     abort_r(cb, "m", "1", &r);
-    expect_fail(&r, GRPC_STATUS_ABORTED, NULL, "AbortPush of a running push");
+    kc_expect_fail(&r, GRPC_STATUS_ABORTED, NULL,
+                   "AbortPush of a running push");
     gc_result_free(&r);
     abort_r(cc, "m", "1", &r);
-    expect_fail(&r, GRPC_STATUS_ABORTED, NULL, "AbortPush of a running push "
-                "on its worker");
+    kc_expect_fail(&r, GRPC_STATUS_ABORTED, NULL, "AbortPush of a running push "
+                   "on its worker");
     gc_result_free(&r);
 
     for (size_t i = 6; i < q.n; i++)
         cr_assert_eq(gc_stream_send(st, &q.v[i]), 0);
     struct gc_result fr = {0};
     gc_stream_finish(st, &fr);
-    expect_status(&fr, GRPC_STATUS_OK, "the first push");
+    kc_expect_status(&fr, GRPC_STATUS_OK, "the first push");
     cr_assert_eq(fr.n, 1);
     gc_result_free(&fr);
 
     push_run(cb, &q, &r);
-    expect_fail(&r, GRPC_STATUS_ALREADY_EXISTS, NULL,
-                "a push of an existing version");
+    kc_expect_fail(&r, GRPC_STATUS_ALREADY_EXISTS, NULL,
+                   "a push of an existing version");
     gc_result_free(&r);
     push_run(cc, &q, &r);
-    expect_fail(&r, GRPC_STATUS_ALREADY_EXISTS, NULL,
-                "a push of an existing version");
+    kc_expect_fail(&r, GRPC_STATUS_ALREADY_EXISTS, NULL,
+                   "a push of an existing version");
     gc_result_free(&r);
     Buffdb__Model__ListVersionsResponse *lv = list_versions(cb, "m");
     cr_assert_eq(lv->n_versions, 1);
     buffdb__model__list_versions_response__free_unpacked(lv, NULL);
     expect_pull_same(cc, "m", "1", NULL, &f, 1, 0);
-    cr_assert_eq(blob_count(cb), 2);
+    cr_assert_eq(kc_blob_count(cb), 2);
     expect_no_push(cb, "m", "1", "after the push");
 
     gc_reqs_free(&q);
@@ -2189,7 +1984,7 @@ racer_main(void *arg)
 Test(model, racing_pushes_of_one_version_make_exactly_one)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[2];
     enum { ROUNDS = 4 };
 
@@ -2199,8 +1994,9 @@ Test(model, racing_pushes_of_one_version_make_exactly_one)
         char ver[16];
         pid_t w0, w1;
         snprintf(ver, sizeof(ver), "r%d", round);
-        struct gc_conn *c0 = conn_find(s, 0, 0, &w0);
-        struct gc_conn *c1 = conn_find(s, w0, round % 2, &w1);
+        struct gc_conn *c0 = kc_conn_find(s, 0, KC_OTHER, KC_DEADLINE_MS, &w0);
+        struct gc_conn *c1 = kc_conn_find(
+            s, w0, round % 2 ? KC_SAME : KC_OTHER, KC_DEADLINE_MS, &w1);
         /* odd rounds: both on one worker; the two push different bytes */
         struct gc_reqs q0 = {0}, q1 = {0};
         push_reqs(&q0, "race", ver, &f[0], 1);
@@ -2246,7 +2042,7 @@ Test(model, racing_pushes_of_one_version_make_exactly_one)
     buffdb__model__list_versions_response__free_unpacked(lv, NULL);
     /* only the winners' parts: at most 2 per distinct file, none of a
      * loser's left behind */
-    int64_t n = blob_count(c);
+    int64_t n = kc_blob_count(c);
     cr_assert(n >= 2 && n <= 4, "%" PRId64 " blobs after the races", n);
 
     /* two versions of new bytes at once, on two workers: both made, each
@@ -2254,8 +2050,8 @@ Test(model, racing_pushes_of_one_version_make_exactly_one)
     struct mfile g;
     mfile_random(&g, "g.bin", 2 * PART + 2 * MIB, 113); /* 3 parts */
     pid_t w0, w1;
-    struct gc_conn *c0 = conn_find(s, 0, 0, &w0);
-    struct gc_conn *c1 = conn_find(s, w0, 0, &w1);
+    struct gc_conn *c0 = kc_conn_find(s, 0, KC_OTHER, KC_DEADLINE_MS, &w0);
+    struct gc_conn *c1 = kc_conn_find(s, w0, KC_OTHER, KC_DEADLINE_MS, &w1);
     struct gc_reqs q0 = {0}, q1 = {0};
     push_reqs(&q0, "twin", "a", &g, 1);
     push_reqs(&q1, "twin", "b", &g, 1);
@@ -2272,8 +2068,8 @@ Test(model, racing_pushes_of_one_version_make_exactly_one)
     cr_assert(r0.code == GRPC_STATUS_OK && r1.code == GRPC_STATUS_OK,
               "twin pushes: %s \"%s\" / %s \"%s\"", gc_status_name(r0.code),
               r0.details, gc_status_name(r1.code), r1.details);
-    cr_assert_eq(blob_count(c), n + 3, "twin versions stored %" PRId64
-                 " blobs for 3 distinct parts", blob_count(c) - n);
+    cr_assert_eq(kc_blob_count(c), n + 3, "twin versions stored %" PRId64
+                 " blobs for 3 distinct parts", kc_blob_count(c) - n);
     ModelInfo *ia = get_info(c, "twin", "a", NULL);
     ModelInfo *ib = get_info(c, "twin", "b", NULL);
     cr_assert_eq(shared_ids(ia, ib), 3);
@@ -2298,7 +2094,7 @@ Test(model, racing_pushes_of_one_version_make_exactly_one)
 Test(model, bad_push_headers_are_invalid_argument)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f;
     struct gc_reqs q = {0};
     struct gc_result r;
@@ -2312,7 +2108,7 @@ Test(model, bad_push_headers_are_invalid_argument)
     gc_reqs_free(&q);
     /* no message at all */
     push_run(c, &q, &r);
-    expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "header", "an empty push");
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "header", "an empty push");
     gc_result_free(&r);
     /* two headers */
     add_header(&q, "m", "1", &f, 1);
@@ -2320,7 +2116,7 @@ Test(model, bad_push_headers_are_invalid_argument)
     push_fail(c, &q, GRPC_STATUS_INVALID_ARGUMENT, NULL, "two headers");
     gc_reqs_free(&q);
     abort_r(c, "m", "1", &r); /* the first header started a push */
-    expect_status(&r, GRPC_STATUS_OK, "AbortPush after two headers");
+    kc_expect_status(&r, GRPC_STATUS_OK, "AbortPush after two headers");
     gc_result_free(&r);
 
     static const char *const bad_names[] = {"a:b", "a@b", "", "a b",
@@ -2373,7 +2169,7 @@ Test(model, bad_push_headers_are_invalid_argument)
     gc_reqs_free(&q);
 
     expect_no_info(c, "m", "1", NULL, "GetInfo after refused pushes");
-    cr_assert_eq(blob_count(c), 1, "only the good push's part");
+    cr_assert_eq(kc_blob_count(c), 1, "only the good push's part");
     mfiles_free(&f, 1);
     gc_close(c);
     ts_stop_ok(s);
@@ -2382,7 +2178,7 @@ Test(model, bad_push_headers_are_invalid_argument)
 Test(model, bad_chunks_are_invalid_argument)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[2];
     struct gc_reqs q = {0};
 
@@ -2435,7 +2231,7 @@ Test(model, bad_chunks_are_invalid_argument)
     gc_reqs_free(&q);
     expect_info(mi, "m", "2", f, 2);
     buffdb__model__model_info__free_unpacked(mi, NULL);
-    cr_assert_eq(blob_count(c), 3, "2 + 1 parts, shared by both versions");
+    cr_assert_eq(kc_blob_count(c), 3, "2 + 1 parts, shared by both versions");
     mfiles_free(f, 2);
     gc_close(c);
     ts_stop_ok(s);
@@ -2444,7 +2240,7 @@ Test(model, bad_chunks_are_invalid_argument)
 Test(model, pull_errors_and_resume_points)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[3];
     struct gc_result r;
     struct pulled p;
@@ -2462,25 +2258,25 @@ Test(model, pull_errors_and_resume_points)
     buffdb__model__verify_response__free_unpacked(v, NULL);
 
     pull_r(c, "nope", NULL, NULL, 0, 0, 0, &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "Pull of an unknown model");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "Pull of an unknown model");
     gc_result_free(&r);
     pull_r(c, "m", "9", NULL, 0, 0, 0, &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "Pull of an unknown "
-                "version");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "Pull of an unknown "
+                   "version");
     gc_result_free(&r);
     pull_r(c, "m", NULL, "nosuch", 0, 0, 0, &r);
-    expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "Pull of an unknown alias");
+    kc_expect_fail(&r, GRPC_STATUS_NOT_FOUND, NULL, "Pull of an unknown alias");
     gc_result_free(&r);
     pull_r(c, "m:x", NULL, NULL, 0, 0, 0, &r);
-    expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, NULL, "Pull of m:x");
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, NULL, "Pull of m:x");
     gc_result_free(&r);
     pull_r(c, "m", "1", NULL, 0, 0, 4 * MIB, &r);
-    expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "chunk_size",
-                "Pull with a 4 MiB chunk_size");
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "chunk_size",
+                   "Pull with a 4 MiB chunk_size");
     gc_result_free(&r);
     pull_r(c, "m", "1", NULL, 0, 0, PULL_CHUNK_MAX + 1, &r);
-    expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "chunk_size",
-                "Pull with chunk_size one above the limit");
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "chunk_size",
+                   "Pull with chunk_size one above the limit");
     gc_result_free(&r);
     expect_pull_same(c, "m", "1", NULL, f, 3, PULL_CHUNK_MAX);
 
@@ -2493,7 +2289,7 @@ Test(model, pull_errors_and_resume_points)
               {2, 3 * MIB + 17}, {3, 0}};
     for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
         pull_r(c, "m", "1", NULL, at[i].file, at[i].off, 0, &r);
-        expect_status(&r, GRPC_STATUS_OK, "Pull from a resume point");
+        kc_expect_status(&r, GRPC_STATUS_OK, "Pull from a resume point");
         pulled_decode(&r, &p, at[i].file, at[i].off, 1);
         uint64_t got = 0, want = 0;
         for (uint32_t k = at[i].file; k < 3; k++) {
@@ -2516,13 +2312,13 @@ Test(model, pull_errors_and_resume_points)
         gc_result_free(&r);
     }
     pull_r(c, "m", "1", NULL, 0, PART + MIB + 1, 0, &r);
-    expect_fail(&r, GRPC_STATUS_OUT_OF_RANGE, NULL, "resume past a file");
+    kc_expect_fail(&r, GRPC_STATUS_OUT_OF_RANGE, NULL, "resume past a file");
     gc_result_free(&r);
     pull_r(c, "m", "1", NULL, 3, 1, 0, &r);
-    expect_fail(&r, GRPC_STATUS_OUT_OF_RANGE, NULL, "resume past the end");
+    kc_expect_fail(&r, GRPC_STATUS_OUT_OF_RANGE, NULL, "resume past the end");
     gc_result_free(&r);
     pull_r(c, "m", "1", NULL, 4, 0, 0, &r);
-    expect_fail(&r, GRPC_STATUS_OUT_OF_RANGE, NULL, "resume at file 4");
+    kc_expect_fail(&r, GRPC_STATUS_OUT_OF_RANGE, NULL, "resume at file 4");
     gc_result_free(&r);
 
     mfiles_free(f, 3);
@@ -2543,10 +2339,10 @@ corrupt_blob(struct gc_conn *c, uint64_t id)
 
     snprintf(sql, sizeof(sql), "UPDATE blob SET data = zeroblob(length(data)) "
              "WHERE rowid = %" PRIu64, id);
-    q.query = S(sql);
+    q.query = kc_str(sql);
     q.target = BUFFDB__QUERY__TARGET_STORE__BLOB;
-    call1(c, QUERY_EXECUTE, &q.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, sql);
+    kc_call1(c, KC_QUERY_EXECUTE, &q.base, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, sql);
     cr_assert_eq(r.n, 1);
     Buffdb__Query__RowsChanged *rc = buffdb__query__rows_changed__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
@@ -2560,7 +2356,7 @@ corrupt_blob(struct gc_conn *c, uint64_t id)
 Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f[2];
     struct gc_result r;
     struct pulled p;
@@ -2572,12 +2368,12 @@ Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
     char zsql[160];
     snprintf(zsql, sizeof(zsql), "SELECT count(*) FROM blob WHERE "
              "length(data) = %u AND data = zeroblob(%u)", PART, PART);
-    cr_assert_eq(query_int(c, zsql, BUFFDB__QUERY__TARGET_STORE__BLOB), 1,
+    cr_assert_eq(kc_query_int(c, zsql, BUFFDB__QUERY__TARGET_STORE__BLOB), 1,
                  "one full part of zeros: %s", zsql);
 
     /* Pull: part 0 goes out, part 1 is DATA_LOSS */
     pull_r(c, "m", "1", NULL, 0, 0, 0, &r);
-    expect_status(&r, GRPC_STATUS_DATA_LOSS, "Pull of a corrupted version");
+    kc_expect_status(&r, GRPC_STATUS_DATA_LOSS, "Pull of a corrupted version");
     cr_assert(strstr(r.details, "layers/a.bin") != NULL,
               "DATA_LOSS details do not name the file: %s", r.details);
     pulled_decode(&r, &p, 0, 0, 0);
@@ -2587,7 +2383,7 @@ Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
     gc_result_free(&r);
     /* a resume past the bad part does not read it */
     pull_r(c, "m", "1", NULL, 1, 0, 0, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Pull of the intact file");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Pull of the intact file");
     gc_result_free(&r);
 
     Buffdb__Model__VerifyResponse *v = verify(c, "m", "1");
@@ -2604,11 +2400,11 @@ Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
     /* an upstream client deletes the other file's blob */
     Buffdb__Blob__DeleteRequest dm = BUFFDB__BLOB__DELETE_REQUEST__INIT;
     dm.id = mi->files[1]->blob_ids[0];
-    call1(c, BLOB_DELETE, &dm.base, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Blob.Delete of a part");
+    kc_call1(c, KC_BLOB_DELETE, &dm.base, KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Blob.Delete of a part");
     gc_result_free(&r);
     pull_r(c, "m", "1", NULL, 1, 0, 0, &r);
-    expect_status(&r, GRPC_STATUS_DATA_LOSS, "Pull of a deleted part");
+    kc_expect_status(&r, GRPC_STATUS_DATA_LOSS, "Pull of a deleted part");
     cr_assert(strstr(r.details, "b.bin") != NULL, "details: %s", r.details);
     gc_result_free(&r);
     v = verify(c, "m", "1");
@@ -2633,14 +2429,14 @@ Test(model, corrupted_part_fails_pull_and_verify_names_the_file)
 Test(model, a_new_push_of_the_same_bytes_does_not_reuse_a_damaged_part)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct mfile f;
 
     mfile_random(&f, "a.bin", PART + 2 * MIB, 171); /* 2 parts */
     ModelInfo *mi = push_ok(c, "m", "1", &f, 1);
     uint64_t victim = mi->blob_ids[0];
     corrupt_blob(c, victim);
-    int64_t blobs = blob_count(c);
+    int64_t blobs = kc_blob_count(c);
 
     /* damaged: Verify of m:1 says so (part 0), a Pull fails */
     Buffdb__Model__VerifyResponse *v = verify(c, "m", "1");
@@ -2650,15 +2446,15 @@ Test(model, a_new_push_of_the_same_bytes_does_not_reuse_a_damaged_part)
     buffdb__model__verify_response__free_unpacked(v, NULL);
     struct gc_result r;
     pull_r(c, "m", "1", NULL, 0, 0, 0, &r);
-    expect_status(&r, GRPC_STATUS_DATA_LOSS, "Pull of the damaged m:1");
+    kc_expect_status(&r, GRPC_STATUS_DATA_LOSS, "Pull of the damaged m:1");
     gc_result_free(&r);
 
     ModelInfo *m2 = push_ok(c, "m", "2", &f, 1);
     expect_info(m2, "m", "2", &f, 1);
     cr_assert_eq(shared_ids(mi, m2), 2, "m:2 shares %zu of m:1's 2 parts",
                  shared_ids(mi, m2));
-    cr_assert_eq(blob_count(c), blobs, "the repair added %" PRId64 " blobs",
-                 blob_count(c) - blobs);
+    cr_assert_eq(kc_blob_count(c), blobs, "the repair added %" PRId64 " blobs",
+                 kc_blob_count(c) - blobs);
 
     /* both versions are whole again */
     static const char *const vers[] = {"1", "2"};
@@ -2682,7 +2478,7 @@ Test(model, a_new_push_of_the_same_bytes_does_not_reuse_a_damaged_part)
 Test(model, kill_during_a_push_keeps_held_parts_and_no_orphans)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct mfile f;
     struct gc_reqs q = {0};
     char *kvp, *blobp;
@@ -2701,13 +2497,13 @@ Test(model, kill_during_a_push_keeps_held_parts_and_no_orphans)
     for (size_t i = 10; i < 13; i++)
         if (gc_stream_send(st, &q.v[i]) != 0)
             break;
-    kill_server(s);
+    kc_kill_server(s);
     gc_stream_cancel(st);
     gc_close(c);
     gc_close(c2);
 
-    struct ts_server *s2 = restart(s, &kvp, &blobp);
-    c = conn_to(s2);
+    struct ts_server *s2 = kc_restart(s, &kvp, &blobp);
+    c = kc_conn_to(s2);
     expect_no_info(c, "m", "1", NULL, "GetInfo after the kill");
     expect_no_info(c, "m", NULL, NULL, "GetInfo of the latest after the "
                    "kill");
@@ -2721,11 +2517,11 @@ Test(model, kill_during_a_push_keeps_held_parts_and_no_orphans)
     cr_assert_eq(ps->held_bytes % PART, 0);
     int64_t held = (int64_t)ps->held_bytes;
     buffdb__model__push_status_response__free_unpacked(ps, NULL);
-    cr_assert_eq(blob_count(c), held / PART, "%" PRId64 " blobs, the "
-                 "unfinished push names %" PRId64, blob_count(c),
+    cr_assert_eq(kc_blob_count(c), held / PART, "%" PRId64 " blobs, the "
+                 "unfinished push names %" PRId64, kc_blob_count(c),
                  held / PART);
-    cr_assert_eq(query_int(c, "SELECT count(*) FROM kv WHERE key LIKE "
-                           "'model:%'", BUFFDB__QUERY__TARGET_STORE__KV), 0,
+    cr_assert_eq(kc_query_int(c, "SELECT count(*) FROM kv WHERE key LIKE "
+                              "'model:%'", BUFFDB__QUERY__TARGET_STORE__KV), 0,
                  "upstream keys of a version that never finished");
 
     /* the push resumes from what is held */
@@ -2734,7 +2530,7 @@ Test(model, kill_during_a_push_keeps_held_parts_and_no_orphans)
     add_chunks(&q, 0, &f, (size_t)held, f.size, MIB);
     ModelInfo *mi = push_q_ok(c, &q, "Push resumed after the restart");
     expect_info(mi, "m", "1", &f, 1);
-    cr_assert_eq(blob_count(c), 4);
+    cr_assert_eq(kc_blob_count(c), 4);
     expect_pull_same(c, "m", "1", NULL, &f, 1, 0);
     buffdb__model__model_info__free_unpacked(mi, NULL);
 

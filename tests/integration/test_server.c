@@ -28,6 +28,7 @@
 
 #include "../helpers/grpc_client.h"
 #include "../helpers/helpers.h"
+#include "../helpers/kv_client.h"
 #include "../helpers/server.h"
 #include "blob.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
@@ -36,90 +37,10 @@
 #include "kv.pb-c.h"
 #include "query.pb-c.h"
 
-#define DEADLINE_MS 20000 /* for calls that should be quick */
-
-#define KV_GET "/buffdb.kv.Kv/Get"
-#define KV_SET "/buffdb.kv.Kv/Set"
-#define KV_DELETE "/buffdb.kv.Kv/Delete"
-#define KV_EQ "/buffdb.kv.Kv/Eq"
-#define KV_NOT_EQ "/buffdb.kv.Kv/NotEq"
-#define BLOB_GET "/buffdb.blob.Blob/Get"
-#define BLOB_STORE "/buffdb.blob.Blob/Store"
-#define BLOB_UPDATE "/buffdb.blob.Blob/Update"
-#define BLOB_DELETE "/buffdb.blob.Blob/Delete"
-#define BLOB_EQ_DATA "/buffdb.blob.Blob/EqData"
-#define BLOB_NOT_EQ_DATA "/buffdb.blob.Blob/NotEqData"
-#define QUERY_QUERY "/buffdb.query.Query/Query"
-#define QUERY_EXECUTE "/buffdb.query.Query/Execute"
-
-#define URL_INT64 "type.googleapis.com/google.protobuf.Int64Value"
-#define URL_DOUBLE "type.googleapis.com/google.protobuf.DoubleValue"
-#define URL_STRING "type.googleapis.com/google.protobuf.StringValue"
-#define URL_BYTES "type.googleapis.com/google.protobuf.BytesValue"
-#define URL_VALUE "type.googleapis.com/google.protobuf.Value"
-
-static void
-setup(void)
-{
-    grpc_init();
-}
-
-static void
-teardown(void)
-{
-    gc_cleanup_all();
-    ts_cleanup_all();
-    grpc_shutdown_blocking();
-}
-
-TestSuite(server, .init = setup, .fini = teardown, .timeout = 120.);
+TestSuite(server, .init = kc_suite_init, .fini = kc_suite_fini,
+          .timeout = 120.);
 
 /* ---- small helpers ------------------------------------------------------- */
-
-/* S - a NUL-terminated string as protobuf bytes */
-static ProtobufCBinaryData
-S(const char *s)
-{
-    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
-    return b;
-}
-
-/* BN - n bytes as protobuf bytes */
-static ProtobufCBinaryData
-BN(const void *p, size_t n)
-{
-    ProtobufCBinaryData b = {n, (uint8_t *)p};
-    return b;
-}
-
-static struct gc_conn *
-conn_to(struct ts_server *s)
-{
-    struct gc_conn *c = gc_connect(s->addr);
-    cr_assert_not_null(c, "could not create a channel to %s", s->addr);
-    return c;
-}
-
-/* expect_status - assert how a call ended, with everything known if not */
-static void
-expect_status(const struct gc_result *r, grpc_status_code code,
-              const char *what)
-{
-    cr_assert_eq(r->code, code, "%s: status %s (\"%s\") after %zu responses, "
-                 "expected %s", what, gc_status_name(r->code), r->details,
-                 r->n, gc_status_name(code));
-}
-
-/* expect_bytes - assert got equals want/wlen */
-static void
-expect_bytes(ProtobufCBinaryData got, const void *want, size_t wlen,
-             const char *what)
-{
-    cr_assert_eq(got.len, wlen, "%s: %zu bytes, expected %zu", what, got.len,
-                 wlen);
-    cr_assert(wlen == 0 || memcmp(got.data, want, wlen) == 0,
-              "%s: the bytes differ", what);
-}
 
 /* random_bytes - n bytes from a fixed-seed xorshift */
 static uint8_t *
@@ -182,7 +103,7 @@ add_blob_store(struct gc_reqs *q, ProtobufCBinaryData data, const char *meta,
     m.bytes = data;
     if (meta != NULL) {
         m._metadata_case = BUFFDB__BLOB__STORE_REQUEST___METADATA_METADATA;
-        m.metadata = BN(meta, mlen);
+        m.metadata = kc_bytes(meta, mlen);
     }
     gc_reqs_add(q, &m.base);
 }
@@ -211,15 +132,6 @@ add_blob_id(struct gc_reqs *q, const ProtobufCMessageDescriptor *d,
     }
 }
 
-static void
-add_query(struct gc_reqs *q, const char *sql, int target)
-{
-    Buffdb__Query__RawQuery m = BUFFDB__QUERY__RAW_QUERY__INIT;
-    m.query = S(sql);
-    m.target = (Buffdb__Query__TargetStore)target;
-    gc_reqs_add(q, &m.base);
-}
-
 /* ---- calls with their checks --------------------------------------------- */
 
 /* run - one call of the requests in q; q is emptied */
@@ -227,60 +139,8 @@ static void
 run(struct gc_conn *c, const char *method, struct gc_reqs *q,
     struct gc_result *r)
 {
-    gc_call(c, method, q->v, q->n, DEADLINE_MS, r);
+    gc_call(c, method, q->v, q->n, KC_DEADLINE_MS, r);
     gc_reqs_free(q);
-}
-
-/* kv_set - set key to value, asserting the echo */
-static void
-kv_set(struct gc_conn *c, const char *key, const char *value)
-{
-    struct gc_reqs q = {0};
-    struct gc_result r;
-
-    add_kv_set(&q, S(key), S(value));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Kv.Set");
-    cr_assert_eq(r.n, 1);
-    Buffdb__Kv__SetResponse *m =
-        buffdb__kv__set_response__unpack(NULL, r.msgs[0].len, r.msgs[0].data);
-    cr_assert_not_null(m, "undecodable SetResponse");
-    expect_bytes(m->key, key, strlen(key), "SetResponse.key");
-    buffdb__kv__set_response__free_unpacked(m, NULL);
-    gc_result_free(&r);
-}
-
-/* kv_expect - assert key's value */
-static void
-kv_expect(struct gc_conn *c, const char *key, const char *value)
-{
-    struct gc_reqs q = {0};
-    struct gc_result r;
-
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S(key));
-    run(c, KV_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Kv.Get");
-    cr_assert_eq(r.n, 1);
-    Buffdb__Kv__GetResponse *m =
-        buffdb__kv__get_response__unpack(NULL, r.msgs[0].len, r.msgs[0].data);
-    cr_assert_not_null(m, "undecodable GetResponse");
-    expect_bytes(m->value, value, strlen(value), key);
-    buffdb__kv__get_response__free_unpacked(m, NULL);
-    gc_result_free(&r);
-}
-
-/* kv_expect_missing - assert Kv.Get of key is NOT_FOUND */
-static void
-kv_expect_missing(struct gc_conn *c, const char *key)
-{
-    struct gc_reqs q = {0};
-    struct gc_result r;
-
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S(key));
-    run(c, KV_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, key);
-    cr_assert_eq(r.n, 0);
-    gc_result_free(&r);
 }
 
 /* bool_of - the BoolValue a comparison answered; asserts exactly one */
@@ -302,15 +162,15 @@ static int
 kv_cmp(struct gc_conn *c, const char *method, const char *const *keys, int n)
 {
     const ProtobufCMessageDescriptor *d =
-        strcmp(method, KV_EQ) == 0 ? &buffdb__kv__eq_request__descriptor
+        strcmp(method, KC_KV_EQ) == 0 ? &buffdb__kv__eq_request__descriptor
                                    : &buffdb__kv__not_eq_request__descriptor;
     struct gc_reqs q = {0};
     struct gc_result r;
 
     for (int i = 0; i < n; i++)
-        add_kv_key(&q, d, S(keys[i]));
+        add_kv_key(&q, d, kc_str(keys[i]));
     run(c, method, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, method);
+    kc_expect_status(&r, GRPC_STATUS_OK, method);
     int v = bool_of(&r, method);
     gc_result_free(&r);
     return v;
@@ -323,9 +183,9 @@ blob_store(struct gc_conn *c, const void *data, size_t len, const char *meta)
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_blob_store(&q, BN(data, len), meta, meta ? strlen(meta) : 0);
-    run(c, BLOB_STORE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Blob.Store");
+    add_blob_store(&q, kc_bytes(data, len), meta, meta ? strlen(meta) : 0);
+    run(c, KC_BLOB_STORE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Blob.Store");
     cr_assert_eq(r.n, 1);
     Buffdb__Blob__StoreResponse *m = buffdb__blob__store_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
@@ -347,13 +207,13 @@ blob_expect(struct gc_conn *c, uint64_t id, const void *data, size_t len,
 
     snprintf(what, sizeof(what), "blob %llu", (unsigned long long)id);
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, id);
-    run(c, BLOB_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    run(c, KC_BLOB_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1);
     Buffdb__Blob__GetResponse *m = buffdb__blob__get_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
     cr_assert_not_null(m, "undecodable Blob GetResponse");
-    expect_bytes(m->bytes, data, len, what);
+    kc_expect_bytes(m->bytes, data, len, what);
     if (meta == NULL) {
         cr_assert_eq(m->_metadata_case,
                      BUFFDB__BLOB__GET_RESPONSE___METADATA__NOT_SET,
@@ -362,7 +222,7 @@ blob_expect(struct gc_conn *c, uint64_t id, const void *data, size_t len,
         cr_assert_eq(m->_metadata_case,
                      BUFFDB__BLOB__GET_RESPONSE___METADATA_METADATA,
                      "%s: metadata absent, expected \"%s\"", what, meta);
-        expect_bytes(m->metadata, meta, strlen(meta), what);
+        kc_expect_bytes(m->metadata, meta, strlen(meta), what);
     }
     buffdb__blob__get_response__free_unpacked(m, NULL);
     gc_result_free(&r);
@@ -373,7 +233,7 @@ static int
 blob_cmp(struct gc_conn *c, const char *method, const uint64_t *ids, int n)
 {
     const ProtobufCMessageDescriptor *d =
-        strcmp(method, BLOB_EQ_DATA) == 0
+        strcmp(method, KC_BLOB_EQ_DATA) == 0
             ? &buffdb__blob__eq_data_request__descriptor
             : &buffdb__blob__not_eq_data_request__descriptor;
     struct gc_reqs q = {0};
@@ -382,7 +242,7 @@ blob_cmp(struct gc_conn *c, const char *method, const uint64_t *ids, int n)
     for (int i = 0; i < n; i++)
         add_blob_id(&q, d, ids[i]);
     run(c, method, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, method);
+    kc_expect_status(&r, GRPC_STATUS_OK, method);
     int v = bool_of(&r, method);
     gc_result_free(&r);
     return v;
@@ -427,7 +287,7 @@ expect_url(const Google__Protobuf__Any *a, const char *url)
 static void
 expect_int(const Google__Protobuf__Any *a, int64_t v)
 {
-    expect_url(a, URL_INT64);
+    expect_url(a, KC_URL_INT64);
     Google__Protobuf__Int64Value *m = google__protobuf__int64_value__unpack(
         NULL, a->value.len, a->value.data);
     cr_assert_not_null(m);
@@ -439,7 +299,7 @@ expect_int(const Google__Protobuf__Any *a, int64_t v)
 static void
 expect_double(const Google__Protobuf__Any *a, double v)
 {
-    expect_url(a, URL_DOUBLE);
+    expect_url(a, KC_URL_DOUBLE);
     Google__Protobuf__DoubleValue *m = google__protobuf__double_value__unpack(
         NULL, a->value.len, a->value.data);
     cr_assert_not_null(m);
@@ -450,29 +310,29 @@ expect_double(const Google__Protobuf__Any *a, double v)
 static void
 expect_string(const Google__Protobuf__Any *a, const char *s, size_t n)
 {
-    expect_url(a, URL_STRING);
+    expect_url(a, KC_URL_STRING);
     Google__Protobuf__StringValue *m = google__protobuf__string_value__unpack(
         NULL, a->value.len, a->value.data);
     cr_assert_not_null(m);
-    expect_bytes(m->value, s, n, "StringValue");
+    kc_expect_bytes(m->value, s, n, "StringValue");
     google__protobuf__string_value__free_unpacked(m, NULL);
 }
 
 static void
 expect_blobval(const Google__Protobuf__Any *a, const void *p, size_t n)
 {
-    expect_url(a, URL_BYTES);
+    expect_url(a, KC_URL_BYTES);
     Google__Protobuf__BytesValue *m = google__protobuf__bytes_value__unpack(
         NULL, a->value.len, a->value.data);
     cr_assert_not_null(m);
-    expect_bytes(m->value, p, n, "BytesValue");
+    kc_expect_bytes(m->value, p, n, "BytesValue");
     google__protobuf__bytes_value__free_unpacked(m, NULL);
 }
 
 static void
 expect_null(const Google__Protobuf__Any *a)
 {
-    expect_url(a, URL_VALUE);
+    expect_url(a, KC_URL_VALUE);
     Google__Protobuf__Value *m =
         google__protobuf__value__unpack(NULL, a->value.len, a->value.data);
     cr_assert_not_null(m);
@@ -489,27 +349,27 @@ expect_null(const Google__Protobuf__Any *a)
 Test(server, kv_set_answers_each_key_in_order)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     static const char *const keys[] = {"alpha", "beta", "gamma", "alpha"};
     struct gc_reqs q = {0};
     struct gc_result r;
 
     for (int i = 0; i < 4; i++)
-        add_kv_set(&q, S(keys[i]), S(i == 3 ? "replaced" : "v"));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Kv.Set");
+        add_kv_set(&q, kc_str(keys[i]), kc_str(i == 3 ? "replaced" : "v"));
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Kv.Set");
     cr_assert_neq(r.worker_pid, 0, "no buffdb-worker-pid metadata");
     cr_assert_eq(r.n, 4);
     for (int i = 0; i < 4; i++) {
         Buffdb__Kv__SetResponse *m = buffdb__kv__set_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(m);
-        expect_bytes(m->key, keys[i], strlen(keys[i]), "SetResponse.key");
+        kc_expect_bytes(m->key, keys[i], strlen(keys[i]), "SetResponse.key");
         buffdb__kv__set_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
-    kv_expect(c, "alpha", "replaced");
-    kv_expect(c, "gamma", "v");
+    kc_kv_expect(c, NULL, "alpha", "replaced");
+    kc_kv_expect(c, NULL, "gamma", "v");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -517,25 +377,25 @@ Test(server, kv_set_answers_each_key_in_order)
 Test(server, kv_get_returns_values_in_order)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     static const char *const keys[] = {"k3", "k1", "k2", "k1"};
     static const char *const vals[] = {"three", "one", "two", "one"};
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    kv_set(c, "k1", "one");
-    kv_set(c, "k2", "two");
-    kv_set(c, "k3", "three");
+    kc_kv_set_ok(c, NULL, "k1", "one");
+    kc_kv_set_ok(c, NULL, "k2", "two");
+    kc_kv_set_ok(c, NULL, "k3", "three");
     for (int i = 0; i < 4; i++)
-        add_kv_key(&q, &buffdb__kv__get_request__descriptor, S(keys[i]));
-    run(c, KV_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Kv.Get");
+        add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str(keys[i]));
+    run(c, KC_KV_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Kv.Get");
     cr_assert_eq(r.n, 4);
     for (int i = 0; i < 4; i++) {
         Buffdb__Kv__GetResponse *m = buffdb__kv__get_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(m);
-        expect_bytes(m->value, vals[i], strlen(vals[i]), keys[i]);
+        kc_expect_bytes(m->value, vals[i], strlen(vals[i]), keys[i]);
         buffdb__kv__get_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
@@ -546,18 +406,18 @@ Test(server, kv_get_returns_values_in_order)
 Test(server, kv_get_missing_key_ends_the_stream_with_not_found)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    kv_set(c, "present", "here");
-    kv_set(c, "later", "never read");
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("present"));
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("present"));
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("no-such-key"));
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("later"));
-    run(c, KV_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of a missing key");
+    kc_kv_set_ok(c, NULL, "present", "here");
+    kc_kv_set_ok(c, NULL, "later", "never read");
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("present"));
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("present"));
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("no-such-key"));
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("later"));
+    run(c, KC_KV_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of a missing key");
     cr_assert(strstr(r.details, "no-such-key") != NULL,
               "the details do not name the key: \"%s\"", r.details);
     /* the two answers before the error arrive; nothing after it */
@@ -567,22 +427,22 @@ Test(server, kv_get_missing_key_ends_the_stream_with_not_found)
         Buffdb__Kv__GetResponse *m = buffdb__kv__get_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(m);
-        expect_bytes(m->value, "here", 4, "present");
+        kc_expect_bytes(m->value, "here", 4, "present");
         buffdb__kv__get_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
 
     /* later requests are not processed: a Set after a failing Set in the
      * same stream does not happen */
-    add_kv_set(&q, S("first"), S("1"));
-    add_kv_set(&q, BN("\xff", 1), S("bad key"));
-    add_kv_set(&q, S("after-error"), S("3"));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Set of a bad key");
+    add_kv_set(&q, kc_str("first"), kc_str("1"));
+    add_kv_set(&q, kc_bytes("\xff", 1), kc_str("bad key"));
+    add_kv_set(&q, kc_str("after-error"), kc_str("3"));
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Set of a bad key");
     cr_assert_eq(r.n, 1);
     gc_result_free(&r);
-    kv_expect(c, "first", "1");
-    kv_expect_missing(c, "after-error");
+    kc_kv_expect(c, NULL, "first", "1");
+    kc_kv_expect_missing(c, NULL, "after-error");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -590,26 +450,27 @@ Test(server, kv_get_missing_key_ends_the_stream_with_not_found)
 Test(server, kv_delete_of_missing_key_is_ok_and_echoes_it)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    kv_set(c, "doomed", "x");
-    add_kv_key(&q, &buffdb__kv__delete_request__descriptor, S("never-was"));
-    add_kv_key(&q, &buffdb__kv__delete_request__descriptor, S("doomed"));
-    run(c, KV_DELETE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Kv.Delete");
+    kc_kv_set_ok(c, NULL, "doomed", "x");
+    add_kv_key(&q, &buffdb__kv__delete_request__descriptor,
+               kc_str("never-was"));
+    add_kv_key(&q, &buffdb__kv__delete_request__descriptor, kc_str("doomed"));
+    run(c, KC_KV_DELETE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Kv.Delete");
     cr_assert_eq(r.n, 2);
     static const char *const echo[] = {"never-was", "doomed"};
     for (int i = 0; i < 2; i++) {
         Buffdb__Kv__DeleteResponse *m = buffdb__kv__delete_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(m);
-        expect_bytes(m->key, echo[i], strlen(echo[i]), "DeleteResponse.key");
+        kc_expect_bytes(m->key, echo[i], strlen(echo[i]), "DeleteResponse.key");
         buffdb__kv__delete_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
-    kv_expect_missing(c, "doomed");
+    kc_kv_expect_missing(c, NULL, "doomed");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -617,44 +478,45 @@ Test(server, kv_delete_of_missing_key_is_ok_and_echoes_it)
 Test(server, kv_eq_and_not_eq)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    kv_set(c, "x", "same");
-    kv_set(c, "y", "same");
-    kv_set(c, "z", "other");
+    kc_kv_set_ok(c, NULL, "x", "same");
+    kc_kv_set_ok(c, NULL, "y", "same");
+    kc_kv_set_ok(c, NULL, "z", "other");
 
     /* empty streams: true */
-    cr_assert_eq(kv_cmp(c, KV_EQ, NULL, 0), 1, "Eq of nothing");
-    cr_assert_eq(kv_cmp(c, KV_NOT_EQ, NULL, 0), 1, "NotEq of nothing");
+    cr_assert_eq(kv_cmp(c, KC_KV_EQ, NULL, 0), 1, "Eq of nothing");
+    cr_assert_eq(kv_cmp(c, KC_KV_NOT_EQ, NULL, 0), 1, "NotEq of nothing");
     /* one key: trivially both */
-    cr_assert_eq(kv_cmp(c, KV_EQ, (const char *[]){"x"}, 1), 1);
-    cr_assert_eq(kv_cmp(c, KV_NOT_EQ, (const char *[]){"x"}, 1), 1);
-    cr_assert_eq(kv_cmp(c, KV_EQ, (const char *[]){"x", "y"}, 2), 1,
+    cr_assert_eq(kv_cmp(c, KC_KV_EQ, (const char *[]){"x"}, 1), 1);
+    cr_assert_eq(kv_cmp(c, KC_KV_NOT_EQ, (const char *[]){"x"}, 1), 1);
+    cr_assert_eq(kv_cmp(c, KC_KV_EQ, (const char *[]){"x", "y"}, 2), 1,
                  "equal values");
-    cr_assert_eq(kv_cmp(c, KV_EQ, (const char *[]){"x", "y", "z"}, 3), 0,
+    cr_assert_eq(kv_cmp(c, KC_KV_EQ, (const char *[]){"x", "y", "z"}, 3), 0,
                  "different values");
-    cr_assert_eq(kv_cmp(c, KV_NOT_EQ, (const char *[]){"x", "z"}, 2), 1,
+    cr_assert_eq(kv_cmp(c, KC_KV_NOT_EQ, (const char *[]){"x", "z"}, 2), 1,
                  "different values");
-    cr_assert_eq(kv_cmp(c, KV_NOT_EQ, (const char *[]){"z", "x", "y"}, 3), 0,
+    cr_assert_eq(kv_cmp(c, KC_KV_NOT_EQ, (const char *[]){"z", "x", "y"}, 3), 0,
                  "two equal values");
     /* false is final: a missing key after it is not an error */
-    cr_assert_eq(kv_cmp(c, KV_EQ, (const char *[]){"x", "z", "missing"}, 3),
+    cr_assert_eq(kv_cmp(c, KC_KV_EQ, (const char *[]){"x", "z", "missing"}, 3),
                  0);
 
     /* a missing key first: NOT_FOUND */
-    add_kv_key(&q, &buffdb__kv__eq_request__descriptor, S("missing"));
-    add_kv_key(&q, &buffdb__kv__eq_request__descriptor, S("x"));
-    run(c, KV_EQ, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "Eq with a missing key first");
+    add_kv_key(&q, &buffdb__kv__eq_request__descriptor, kc_str("missing"));
+    add_kv_key(&q, &buffdb__kv__eq_request__descriptor, kc_str("x"));
+    run(c, KC_KV_EQ, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "Eq with a missing key first");
     cr_assert(strstr(r.details, "missing") != NULL, "details: %s", r.details);
     cr_assert_eq(r.n, 0);
     gc_result_free(&r);
-    add_kv_key(&q, &buffdb__kv__not_eq_request__descriptor, S("missing"));
-    add_kv_key(&q, &buffdb__kv__not_eq_request__descriptor, S("x"));
-    run(c, KV_NOT_EQ, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "NotEq with a missing key first");
+    add_kv_key(&q, &buffdb__kv__not_eq_request__descriptor, kc_str("missing"));
+    add_kv_key(&q, &buffdb__kv__not_eq_request__descriptor, kc_str("x"));
+    run(c, KC_KV_NOT_EQ, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND,
+                     "NotEq with a missing key first");
     cr_assert_eq(r.n, 0);
     gc_result_free(&r);
     gc_close(c);
@@ -664,7 +526,7 @@ Test(server, kv_eq_and_not_eq)
 Test(server, kv_nul_bytes_and_utf8_round_trip)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     /* NUL inside, UTF-8 of 2, 3 and 4 bytes, NUL at both ends */
     static const char key[] = "\0k\0\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\0";
     static const char val[] = "\0v\0al\0\xe6\x97\xa5\xe6\x9c\xac\0";
@@ -673,34 +535,34 @@ Test(server, kv_nul_bytes_and_utf8_round_trip)
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_kv_set(&q, BN(key, klen), BN(val, vlen));
-    add_kv_set(&q, BN(key2, 2), S("a different key"));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set with NUL bytes");
+    add_kv_set(&q, kc_bytes(key, klen), kc_bytes(val, vlen));
+    add_kv_set(&q, kc_bytes(key2, 2), kc_str("a different key"));
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set with NUL bytes");
     cr_assert_eq(r.n, 2);
     Buffdb__Kv__SetResponse *sr = buffdb__kv__set_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
     cr_assert_not_null(sr);
-    expect_bytes(sr->key, key, klen, "echoed key");
+    kc_expect_bytes(sr->key, key, klen, "echoed key");
     buffdb__kv__set_response__free_unpacked(sr, NULL);
     gc_result_free(&r);
 
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, BN(key, klen));
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, BN(key2, 2));
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("k"));
-    run(c, KV_GET, &q, &r);
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_bytes(key, klen));
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_bytes(key2, 2));
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("k"));
+    run(c, KC_KV_GET, &q, &r);
     /* "k" without its NUL is another key, and missing */
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of the truncated key");
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of the truncated key");
     cr_assert_eq(r.n, 2);
     Buffdb__Kv__GetResponse *gr = buffdb__kv__get_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
     cr_assert_not_null(gr);
-    expect_bytes(gr->value, val, vlen, "value with NUL bytes");
+    kc_expect_bytes(gr->value, val, vlen, "value with NUL bytes");
     buffdb__kv__get_response__free_unpacked(gr, NULL);
     gr = buffdb__kv__get_response__unpack(NULL, r.msgs[1].len,
                                           r.msgs[1].data);
     cr_assert_not_null(gr);
-    expect_bytes(gr->value, "a different key", 15, "value of \"k\\0\"");
+    kc_expect_bytes(gr->value, "a different key", 15, "value of \"k\\0\"");
     buffdb__kv__get_response__free_unpacked(gr, NULL);
     gc_result_free(&r);
     gc_close(c);
@@ -710,31 +572,31 @@ Test(server, kv_nul_bytes_and_utf8_round_trip)
 Test(server, kv_invalid_utf8_is_invalid_argument)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     /* a bare continuation byte, an overlong '/', a UTF-16 surrogate */
     static const char *const bad[] = {"a\x80", "\xc0\xaf", "\xed\xa0\x80"};
     struct gc_reqs q = {0};
     struct gc_result r;
 
     for (int i = 0; i < 3; i++) {
-        add_kv_set(&q, S(bad[i]), S("v"));
-        run(c, KV_SET, &q, &r);
-        expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Set of a bad key");
+        add_kv_set(&q, kc_str(bad[i]), kc_str("v"));
+        run(c, KC_KV_SET, &q, &r);
+        kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Set of a bad key");
         cr_assert(strstr(r.details, "UTF-8") != NULL, "details: %s",
                   r.details);
         cr_assert_eq(r.n, 0);
         gc_result_free(&r);
-        add_kv_key(&q, &buffdb__kv__get_request__descriptor, S(bad[i]));
-        run(c, KV_GET, &q, &r);
-        expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Get of a bad key");
+        add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str(bad[i]));
+        run(c, KC_KV_GET, &q, &r);
+        kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Get of a bad key");
         gc_result_free(&r);
     }
     /* a value that is not UTF-8 is refused too */
-    add_kv_set(&q, S("good-key"), BN("\xff\xfe", 2));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Set of a bad value");
+    add_kv_set(&q, kc_str("good-key"), kc_bytes("\xff\xfe", 2));
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Set of a bad value");
     gc_result_free(&r);
-    kv_expect_missing(c, "good-key");
+    kc_kv_expect_missing(c, NULL, "good-key");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -742,14 +604,14 @@ Test(server, kv_invalid_utf8_is_invalid_argument)
 Test(server, kv_empty_get_stream_is_ok_with_no_responses)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
-    static const char *const methods[] = {KV_GET, KV_SET, KV_DELETE,
-                                          BLOB_GET, QUERY_EXECUTE};
+    struct gc_conn *c = kc_conn_to(s);
+    static const char *const methods[] = {KC_KV_GET, KC_KV_SET, KC_KV_DELETE,
+                                          KC_BLOB_GET, KC_QUERY_EXECUTE};
     struct gc_result r;
 
     for (int i = 0; i < 5; i++) {
-        gc_call(c, methods[i], NULL, 0, DEADLINE_MS, &r);
-        expect_status(&r, GRPC_STATUS_OK, methods[i]);
+        gc_call(c, methods[i], NULL, 0, KC_DEADLINE_MS, &r);
+        kc_expect_status(&r, GRPC_STATUS_OK, methods[i]);
         cr_assert_eq(r.n, 0, "%s: %zu responses to no request", methods[i],
                      r.n);
         cr_assert_neq(r.worker_pid, 0, "no buffdb-worker-pid metadata");
@@ -766,16 +628,16 @@ Test(server, kv_empty_get_stream_is_ok_with_no_responses)
 Test(server, blob_store_and_get_keep_metadata_presence)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     static const char d2[] = "\0two\0";
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_blob_store(&q, S("one"), NULL, 0);        /* metadata absent */
-    add_blob_store(&q, BN(d2, 5), "{\"m\":2}", 7); /* present */
-    add_blob_store(&q, BN("", 0), "", 0);          /* present but empty */
-    run(c, BLOB_STORE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Blob.Store");
+    add_blob_store(&q, kc_str("one"), NULL, 0);        /* metadata absent */
+    add_blob_store(&q, kc_bytes(d2, 5), "{\"m\":2}", 7); /* present */
+    add_blob_store(&q, kc_bytes("", 0), "", 0);          /* present but empty */
+    run(c, KC_BLOB_STORE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Blob.Store");
     cr_assert_eq(r.n, 3);
     for (size_t i = 0; i < 3; i++) {
         Buffdb__Blob__StoreResponse *m = buffdb__blob__store_response__unpack(
@@ -791,8 +653,8 @@ Test(server, blob_store_and_get_keep_metadata_presence)
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 3);
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 1);
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 2);
-    run(c, BLOB_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Blob.Get");
+    run(c, KC_BLOB_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Blob.Get");
     cr_assert_eq(r.n, 3);
     Buffdb__Blob__GetResponse *m[3];
     for (int i = 0; i < 3; i++) {
@@ -800,17 +662,17 @@ Test(server, blob_store_and_get_keep_metadata_presence)
                                                   r.msgs[i].data);
         cr_assert_not_null(m[i]);
     }
-    expect_bytes(m[0]->bytes, "", 0, "blob 3");
+    kc_expect_bytes(m[0]->bytes, "", 0, "blob 3");
     cr_assert_eq(m[0]->_metadata_case,
                  BUFFDB__BLOB__GET_RESPONSE___METADATA_METADATA,
                  "blob 3: empty metadata came back absent");
     cr_assert_eq(m[0]->metadata.len, 0);
-    expect_bytes(m[1]->bytes, "one", 3, "blob 1");
+    kc_expect_bytes(m[1]->bytes, "one", 3, "blob 1");
     cr_assert_eq(m[1]->_metadata_case,
                  BUFFDB__BLOB__GET_RESPONSE___METADATA__NOT_SET,
                  "blob 1: absent metadata came back present");
-    expect_bytes(m[2]->bytes, d2, 5, "blob 2");
-    expect_bytes(m[2]->metadata, "{\"m\":2}", 7, "blob 2 metadata");
+    kc_expect_bytes(m[2]->bytes, d2, 5, "blob 2");
+    kc_expect_bytes(m[2]->metadata, "{\"m\":2}", 7, "blob 2 metadata");
     for (int i = 0; i < 3; i++)
         buffdb__blob__get_response__free_unpacked(m[i], NULL);
     gc_result_free(&r);
@@ -831,16 +693,16 @@ blob_update(struct gc_conn *c, uint64_t id, const char *data, int upd,
     m.id = id;
     if (data != NULL) {
         m._bytes_case = BUFFDB__BLOB__UPDATE_REQUEST___BYTES_BYTES;
-        m.bytes = S(data);
+        m.bytes = kc_str(data);
     }
     m.should_update_metadata = upd;
     if (meta != NULL) {
         m._metadata_case = BUFFDB__BLOB__UPDATE_REQUEST___METADATA_METADATA;
-        m.metadata = S(meta);
+        m.metadata = kc_str(meta);
     }
     gc_reqs_add(&q, &m.base);
-    run(c, BLOB_UPDATE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Blob.Update");
+    run(c, KC_BLOB_UPDATE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Blob.Update");
     cr_assert_eq(r.n, 1);
     Buffdb__Blob__UpdateResponse *u = buffdb__blob__update_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
@@ -854,7 +716,7 @@ blob_update(struct gc_conn *c, uint64_t id, const char *data, int upd,
 Test(server, blob_update_matrix)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
 
     cr_assert_eq(blob_store(c, "d0", 2, "m0"), 1);
     blob_expect(c, 1, "d0", 2, "m0");
@@ -884,15 +746,15 @@ Test(server, blob_update_matrix)
 Test(server, blob_missing_ids)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
     cr_assert_eq(blob_store(c, "x", 1, NULL), 1);
     /* Delete of a missing id: OK, id echoed */
     add_blob_id(&q, &buffdb__blob__delete_request__descriptor, 42);
-    run(c, BLOB_DELETE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Delete of a missing id");
+    run(c, KC_BLOB_DELETE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Delete of a missing id");
     cr_assert_eq(r.n, 1);
     Buffdb__Blob__DeleteResponse *d = buffdb__blob__delete_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
@@ -906,8 +768,8 @@ Test(server, blob_missing_ids)
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 1);
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 43);
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 1);
-    run(c, BLOB_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of a missing id");
+    run(c, KC_BLOB_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of a missing id");
     cr_assert(strstr(r.details, "43") != NULL, "details: %s", r.details);
     cr_assert_eq(r.n, 1);
     gc_result_free(&r);
@@ -920,21 +782,21 @@ Test(server, blob_missing_ids)
 Test(server, blob_id_above_int64_max_is_invalid_argument)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     const uint64_t big = (uint64_t)1 << 63;
     static const ProtobufCMessageDescriptor *const descs[] = {
         &buffdb__blob__get_request__descriptor,
         &buffdb__blob__delete_request__descriptor,
         &buffdb__blob__eq_data_request__descriptor};
-    static const char *const methods[] = {BLOB_GET, BLOB_DELETE,
-                                          BLOB_EQ_DATA};
+    static const char *const methods[] = {KC_BLOB_GET, KC_BLOB_DELETE,
+                                          KC_BLOB_EQ_DATA};
     struct gc_reqs q = {0};
     struct gc_result r;
 
     for (int i = 0; i < 3; i++) {
         add_blob_id(&q, descs[i], big);
         run(c, methods[i], &q, &r);
-        expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, methods[i]);
+        kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, methods[i]);
         cr_assert(strstr(r.details, "9223372036854775808") != NULL,
                   "details: %s", r.details);
         gc_result_free(&r);
@@ -943,13 +805,13 @@ Test(server, blob_id_above_int64_max_is_invalid_argument)
     u.id = UINT64_MAX;
     u.should_update_metadata = 1;
     gc_reqs_add(&q, &u.base);
-    run(c, BLOB_UPDATE, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Update of id 2^64-1");
+    run(c, KC_BLOB_UPDATE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Update of id 2^64-1");
     gc_result_free(&r);
     /* the largest valid id is merely missing */
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, big - 1);
-    run(c, BLOB_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of id 2^63-1");
+    run(c, KC_BLOB_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "Get of id 2^63-1");
     gc_result_free(&r);
     gc_close(c);
     ts_stop_ok(s);
@@ -958,7 +820,7 @@ Test(server, blob_id_above_int64_max_is_invalid_argument)
 Test(server, blob_ids_are_never_reused)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
@@ -966,14 +828,14 @@ Test(server, blob_ids_are_never_reused)
         cr_assert_eq(blob_store(c, "b", 1, NULL), i);
     add_blob_id(&q, &buffdb__blob__delete_request__descriptor, 3);
     add_blob_id(&q, &buffdb__blob__delete_request__descriptor, 2);
-    run(c, BLOB_DELETE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Delete");
+    run(c, KC_BLOB_DELETE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Delete");
     cr_assert_eq(r.n, 2);
     gc_result_free(&r);
     cr_assert_eq(blob_store(c, "new", 3, NULL), 4,
                  "the id of a deleted blob was given out again");
     /* a second connection, perhaps another worker, agrees */
-    struct gc_conn *c2 = conn_to(s);
+    struct gc_conn *c2 = kc_conn_to(s);
     cr_assert_eq(blob_store(c2, "newer", 5, NULL), 5);
     blob_expect(c2, 4, "new", 3, NULL);
     gc_close(c2);
@@ -984,7 +846,7 @@ Test(server, blob_ids_are_never_reused)
 Test(server, blob_eq_data_and_not_eq_data)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
@@ -992,22 +854,22 @@ Test(server, blob_eq_data_and_not_eq_data)
     cr_assert_eq(blob_store(c, "same", 4, NULL), 2); /* metadata ignored */
     cr_assert_eq(blob_store(c, "different", 9, "meta a"), 3);
 
-    cr_assert_eq(blob_cmp(c, BLOB_EQ_DATA, NULL, 0), 1, "EqData of nothing");
-    cr_assert_eq(blob_cmp(c, BLOB_NOT_EQ_DATA, NULL, 0), 1);
-    cr_assert_eq(blob_cmp(c, BLOB_EQ_DATA, (uint64_t[]){1, 2}, 2), 1);
-    cr_assert_eq(blob_cmp(c, BLOB_EQ_DATA, (uint64_t[]){1, 2, 3}, 3), 0);
-    cr_assert_eq(blob_cmp(c, BLOB_NOT_EQ_DATA, (uint64_t[]){1, 3}, 2), 1);
-    cr_assert_eq(blob_cmp(c, BLOB_NOT_EQ_DATA, (uint64_t[]){3, 1, 2}, 3), 0);
+    cr_assert_eq(blob_cmp(c, KC_BLOB_EQ_DATA, NULL, 0), 1, "EqData of nothing");
+    cr_assert_eq(blob_cmp(c, KC_BLOB_NOT_EQ_DATA, NULL, 0), 1);
+    cr_assert_eq(blob_cmp(c, KC_BLOB_EQ_DATA, (uint64_t[]){1, 2}, 2), 1);
+    cr_assert_eq(blob_cmp(c, KC_BLOB_EQ_DATA, (uint64_t[]){1, 2, 3}, 3), 0);
+    cr_assert_eq(blob_cmp(c, KC_BLOB_NOT_EQ_DATA, (uint64_t[]){1, 3}, 2), 1);
+    cr_assert_eq(blob_cmp(c, KC_BLOB_NOT_EQ_DATA, (uint64_t[]){3, 1, 2}, 3), 0);
 
     add_blob_id(&q, &buffdb__blob__eq_data_request__descriptor, 99);
     add_blob_id(&q, &buffdb__blob__eq_data_request__descriptor, 1);
-    run(c, BLOB_EQ_DATA, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "EqData of a missing id");
+    run(c, KC_BLOB_EQ_DATA, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "EqData of a missing id");
     cr_assert_eq(r.n, 0);
     gc_result_free(&r);
     add_blob_id(&q, &buffdb__blob__not_eq_data_request__descriptor, 99);
-    run(c, BLOB_NOT_EQ_DATA, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "NotEqData of a missing id");
+    run(c, KC_BLOB_NOT_EQ_DATA, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "NotEqData of a missing id");
     gc_result_free(&r);
     gc_close(c);
     ts_stop_ok(s);
@@ -1020,20 +882,20 @@ Test(server, blob_eq_data_and_not_eq_data)
 Test(server, query_returns_typed_any_columns)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
     Buffdb__Query__QueryResult *m;
 
-    kv_set(c, "a", "1");
-    kv_set(c, "b", "\xc3\xa9t\xc3\xa9");
-    add_query(&q, "SELECT 42, -9223372036854775808, 1.5, 'text', "
-                  "x'00ff10', NULL, ''", BUFFDB__QUERY__TARGET_STORE__KV);
-    add_query(&q, "SELECT key, value FROM kv ORDER BY key",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    add_query(&q, "SELECT 1 WHERE 0", BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_QUERY, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Query");
+    kc_kv_set_ok(c, NULL, "a", "1");
+    kc_kv_set_ok(c, NULL, "b", "\xc3\xa9t\xc3\xa9");
+    kc_add_query(&q, "SELECT 42, -9223372036854775808, 1.5, 'text', "
+                     "x'00ff10', NULL, ''", BUFFDB__QUERY__TARGET_STORE__KV);
+    kc_add_query(&q, "SELECT key, value FROM kv ORDER BY key",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    kc_add_query(&q, "SELECT 1 WHERE 0", BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_QUERY, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Query");
     cr_assert_eq(r.n, 3, "%zu rows, expected 1 + 2 + 0", r.n);
 
     m = query_row(&r, 0, 7);
@@ -1062,16 +924,16 @@ Test(server, query_returns_typed_any_columns)
 Test(server, query_on_blob_target)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
     Buffdb__Query__QueryResult *m;
 
     cr_assert_eq(blob_store(c, "\x00\x01\x02", 3, "meta"), 1);
-    add_query(&q, "SELECT rowid, data, metadata, length(data) FROM blob",
-              BUFFDB__QUERY__TARGET_STORE__BLOB);
-    run(c, QUERY_QUERY, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Query on BLOB");
+    kc_add_query(&q, "SELECT rowid, data, metadata, length(data) FROM blob",
+                 BUFFDB__QUERY__TARGET_STORE__BLOB);
+    run(c, KC_QUERY_QUERY, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Query on BLOB");
     cr_assert_eq(r.n, 1);
     m = query_row(&r, 0, 4);
     expect_int(m->fields[0], 1);
@@ -1082,9 +944,9 @@ Test(server, query_on_blob_target)
     gc_result_free(&r);
 
     /* the kv store has no blob table: the target really picks the file */
-    add_query(&q, "SELECT rowid FROM blob", BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_QUERY, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "blob table on KV");
+    kc_add_query(&q, "SELECT rowid FROM blob", BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_QUERY, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "blob table on KV");
     cr_assert(strstr(r.details, "no such table") != NULL, "details: %s",
               r.details);
     gc_result_free(&r);
@@ -1095,19 +957,19 @@ Test(server, query_on_blob_target)
 Test(server, query_unknown_target_is_invalid_argument)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_query(&q, "SELECT 1", 7);
-    run(c, QUERY_QUERY, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Query on target 7");
+    kc_add_query(&q, "SELECT 1", 7);
+    run(c, KC_QUERY_QUERY, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Query on target 7");
     cr_assert_eq(r.n, 0);
     cr_assert(strstr(r.details, "7") != NULL, "details: %s", r.details);
     gc_result_free(&r);
-    add_query(&q, "DELETE FROM kv", 7);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Execute on target 7");
+    kc_add_query(&q, "DELETE FROM kv", 7);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Execute on target 7");
     gc_result_free(&r);
     gc_close(c);
     ts_stop_ok(s);
@@ -1116,20 +978,21 @@ Test(server, query_unknown_target_is_invalid_argument)
 Test(server, execute_answers_rows_changed_in_order_visible_to_kv)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_query(&q, "INSERT INTO kv(key, value) VALUES ('e1', '1'), "
-                  "('e2', '2'), ('e3', '3')", BUFFDB__QUERY__TARGET_STORE__KV);
-    add_query(&q, "UPDATE kv SET value = 'updated' WHERE key = 'e1'",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    add_query(&q, "DELETE FROM kv WHERE key IN ('e2', 'e3')",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    add_query(&q, "DELETE FROM kv WHERE key = 'none'",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Execute");
+    kc_add_query(&q, "INSERT INTO kv(key, value) VALUES ('e1', '1'), "
+                     "('e2', '2'), ('e3', '3')",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    kc_add_query(&q, "UPDATE kv SET value = 'updated' WHERE key = 'e1'",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    kc_add_query(&q, "DELETE FROM kv WHERE key IN ('e2', 'e3')",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    kc_add_query(&q, "DELETE FROM kv WHERE key = 'none'",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Execute");
     cr_assert_eq(r.n, 4);
     cr_assert_eq(rows_changed(&r, 0), 3);
     cr_assert_eq(rows_changed(&r, 1), 1);
@@ -1138,18 +1001,18 @@ Test(server, execute_answers_rows_changed_in_order_visible_to_kv)
     gc_result_free(&r);
 
     /* visible to Kv, on this connection and on another */
-    kv_expect(c, "e1", "updated");
-    kv_expect_missing(c, "e2");
-    struct gc_conn *c2 = conn_to(s);
-    kv_expect(c2, "e1", "updated");
+    kc_kv_expect(c, NULL, "e1", "updated");
+    kc_kv_expect_missing(c, NULL, "e2");
+    struct gc_conn *c2 = kc_conn_to(s);
+    kc_kv_expect(c2, NULL, "e1", "updated");
     gc_close(c2);
 
     /* the blob store too */
     cr_assert_eq(blob_store(c, "b", 1, "old"), 1);
-    add_query(&q, "UPDATE blob SET metadata = 'new' WHERE rowid = 1",
-              BUFFDB__QUERY__TARGET_STORE__BLOB);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Execute on BLOB");
+    kc_add_query(&q, "UPDATE blob SET metadata = 'new' WHERE rowid = 1",
+                 BUFFDB__QUERY__TARGET_STORE__BLOB);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Execute on BLOB");
     cr_assert_eq(rows_changed(&r, 0), 1);
     gc_result_free(&r);
     blob_expect(c, 1, "b", 1, "new");
@@ -1160,51 +1023,51 @@ Test(server, execute_answers_rows_changed_in_order_visible_to_kv)
 Test(server, execute_refuses_selects_several_statements_and_bad_sql)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_query(&q, "SELECT 1", BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Execute of a SELECT");
+    kc_add_query(&q, "SELECT 1", BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Execute of a SELECT");
     cr_assert_eq(r.n, 0);
     gc_result_free(&r);
 
-    add_query(&q, "INSERT INTO kv VALUES ('t1', '1'); "
-                  "INSERT INTO kv VALUES ('t2', '2')",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "two statements");
+    kc_add_query(&q, "INSERT INTO kv VALUES ('t1', '1'); "
+                     "INSERT INTO kv VALUES ('t2', '2')",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "two statements");
     gc_result_free(&r);
-    kv_expect_missing(c, "t1");
+    kc_kv_expect_missing(c, NULL, "t1");
 
-    add_query(&q, "SELEC 1", BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "a syntax error");
+    kc_add_query(&q, "SELEC 1", BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "a syntax error");
     cr_assert(strstr(r.details, "near \"SELEC\": syntax error") != NULL,
               "not SQLite's message: \"%s\"", r.details);
     gc_result_free(&r);
 
-    add_query(&q, "SELEC 1", BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_QUERY, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Query: a syntax error");
+    kc_add_query(&q, "SELEC 1", BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_QUERY, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "Query: a syntax error");
     cr_assert(strstr(r.details, "syntax error") != NULL, "details: %s",
               r.details);
     gc_result_free(&r);
 
     /* the error ends the stream: the statement after it is not run */
-    add_query(&q, "INSERT INTO kv VALUES ('before', '1')",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    add_query(&q, "SELECT 1", BUFFDB__QUERY__TARGET_STORE__KV);
-    add_query(&q, "INSERT INTO kv VALUES ('after', '1')",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "SELECT mid-stream");
+    kc_add_query(&q, "INSERT INTO kv VALUES ('before', '1')",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    kc_add_query(&q, "SELECT 1", BUFFDB__QUERY__TARGET_STORE__KV);
+    kc_add_query(&q, "INSERT INTO kv VALUES ('after', '1')",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, "SELECT mid-stream");
     cr_assert_eq(r.n, 1);
     cr_assert_eq(rows_changed(&r, 0), 1);
     gc_result_free(&r);
-    kv_expect(c, "before", "1");
-    kv_expect_missing(c, "after");
+    kc_kv_expect(c, NULL, "before", "1");
+    kc_kv_expect_missing(c, NULL, "after");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -1212,74 +1075,6 @@ Test(server, execute_refuses_selects_several_statements_and_bad_sql)
 /* ============================================================================
  * Transactions and unknown methods
  * ========================================================================== */
-
-/* txn_begin - BeginTransaction; returns the malloc'd transaction_id */
-static char *
-txn_begin(struct gc_conn *c)
-{
-    Buffdb__Kv__BeginTransactionRequest b =
-        BUFFDB__KV__BEGIN_TRANSACTION_REQUEST__INIT;
-    struct gc_reqs q = {0};
-    struct gc_result r;
-
-    gc_reqs_add(&q, &b.base);
-    run(c, "/buffdb.kv.Kv/BeginTransaction", &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "BeginTransaction");
-    cr_assert_eq(r.n, 1);
-    Buffdb__Kv__BeginTransactionResponse *m =
-        buffdb__kv__begin_transaction_response__unpack(NULL, r.msgs[0].len,
-                                                       r.msgs[0].data);
-    cr_assert_not_null(m);
-    /* a UUID: 8-4-4-4-12 hex digits */
-    cr_assert_eq(m->transaction_id.len, 36, "transaction_id \"%.*s\"",
-                 (int)m->transaction_id.len,
-                 (const char *)m->transaction_id.data);
-    char *id = strndup((const char *)m->transaction_id.data, 36);
-    buffdb__kv__begin_transaction_response__free_unpacked(m, NULL);
-    gc_result_free(&r);
-    return id;
-}
-
-/* txn_end - Commit (commit 1) or Rollback of id; returns success and
- * copies error_message into err */
-static int
-txn_end(struct gc_conn *c, const char *id, int commit, char *err,
-        size_t errlen)
-{
-    struct gc_reqs q = {0};
-    struct gc_result r;
-    int ok;
-
-    err[0] = '\0';
-    if (commit) {
-        Buffdb__Kv__CommitTransactionRequest m =
-            BUFFDB__KV__COMMIT_TRANSACTION_REQUEST__INIT;
-        m.transaction_id = S(id);
-        gc_reqs_add(&q, &m.base);
-        run(c, "/buffdb.kv.Kv/CommitTransaction", &q, &r);
-    } else {
-        Buffdb__Kv__RollbackTransactionRequest m =
-            BUFFDB__KV__ROLLBACK_TRANSACTION_REQUEST__INIT;
-        m.transaction_id = S(id);
-        gc_reqs_add(&q, &m.base);
-        run(c, "/buffdb.kv.Kv/RollbackTransaction", &q, &r);
-    }
-    expect_status(&r, GRPC_STATUS_OK, commit ? "Commit" : "Rollback");
-    cr_assert_eq(r.n, 1);
-    /* CommitTransactionResponse and RollbackTransactionResponse have the
-     * same shape */
-    Buffdb__Kv__CommitTransactionResponse *m =
-        buffdb__kv__commit_transaction_response__unpack(NULL, r.msgs[0].len,
-                                                        r.msgs[0].data);
-    cr_assert_not_null(m);
-    ok = m->success;
-    if (m->_error_message_case != 0)
-        snprintf(err, errlen, "%.*s", (int)m->error_message.len,
-                 (const char *)m->error_message.data);
-    buffdb__kv__commit_transaction_response__free_unpacked(m, NULL);
-    gc_result_free(&r);
-    return ok;
-}
 
 /* kv_set_txn - Set key=value in transaction id, asserting OK */
 static void
@@ -1290,14 +1085,14 @@ kv_set_txn(struct gc_conn *c, const char *id, const char *key,
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    m.key = S(key);
-    m.value = S(value);
+    m.key = kc_str(key);
+    m.value = kc_str(value);
     m._transaction_id_case =
         BUFFDB__KV__SET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-    m.transaction_id = S(id);
+    m.transaction_id = kc_str(id);
     gc_reqs_add(&q, &m.base);
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set in a transaction");
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set in a transaction");
     cr_assert_eq(r.n, 1);
     gc_result_free(&r);
 }
@@ -1310,37 +1105,37 @@ kv_set_txn(struct gc_conn *c, const char *id, const char *key,
 Test(server, transactions_commit_roll_back_and_refuse_unknown_ids)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
-    struct gc_conn *other = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
+    struct gc_conn *other = kc_conn_to(s);
     char err[256];
 
     /* commit: invisible to others until then, visible to all after */
-    char *t1 = txn_begin(c);
+    char *t1 = kc_txn_begin(c);
     kv_set_txn(c, t1, "t-key", "committed");
-    kv_expect_missing(other, "t-key");
-    cr_assert(txn_end(other, t1, 1, err, sizeof(err)),
+    kc_kv_expect_missing(other, NULL, "t-key");
+    cr_assert(kc_txn_end(other, t1, 1, err, sizeof(err)),
               "commit failed: %s", err);
-    kv_expect(other, "t-key", "committed");
-    kv_expect(c, "t-key", "committed");
+    kc_kv_expect(other, NULL, "t-key", "committed");
+    kc_kv_expect(c, NULL, "t-key", "committed");
     /* ended: a second commit or a rollback says so */
-    cr_assert(!txn_end(c, t1, 1, err, sizeof(err)),
+    cr_assert(!kc_txn_end(c, t1, 1, err, sizeof(err)),
               "a committed transaction committed again");
     cr_assert_neq(err[0], '\0', "no error_message");
     free(t1);
 
     /* rollback: the write never shows */
-    char *t2 = txn_begin(c);
+    char *t2 = kc_txn_begin(c);
     kv_set_txn(c, t2, "r-key", "rolled back");
-    cr_assert(txn_end(c, t2, 0, err, sizeof(err)), "rollback failed: %s",
+    cr_assert(kc_txn_end(c, t2, 0, err, sizeof(err)), "rollback failed: %s",
               err);
-    kv_expect_missing(other, "r-key");
+    kc_kv_expect_missing(other, NULL, "r-key");
     free(t2);
 
     /* an id nobody gave out */
-    cr_assert(!txn_end(c, "00000000-0000-0000-0000-000000000000", 1, err,
-                       sizeof(err)), "commit of an unknown id succeeded");
+    cr_assert(!kc_txn_end(c, "00000000-0000-0000-0000-000000000000", 1, err,
+                          sizeof(err)), "commit of an unknown id succeeded");
     cr_assert_neq(err[0], '\0', "no error_message");
-    cr_assert(!txn_end(c, "no-such-transaction", 0, err, sizeof(err)),
+    cr_assert(!kc_txn_end(c, "no-such-transaction", 0, err, sizeof(err)),
               "rollback of an unknown id succeeded");
     cr_assert_neq(err[0], '\0', "no error_message");
     gc_close(other);
@@ -1351,46 +1146,46 @@ Test(server, transactions_commit_roll_back_and_refuse_unknown_ids)
 Test(server, requests_naming_an_unknown_transaction_fail_precondition)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
-    const ProtobufCBinaryData txn = S("txn-1");
+    const ProtobufCBinaryData txn = kc_str("txn-1");
 
-    kv_set(c, "k", "v");
+    kc_kv_set_ok(c, NULL, "k", "v");
     cr_assert_eq(blob_store(c, "b", 1, NULL), 1);
 
     Buffdb__Kv__GetRequest kg = BUFFDB__KV__GET_REQUEST__INIT;
-    kg.key = S("k");
+    kg.key = kc_str("k");
     kg._transaction_id_case =
         BUFFDB__KV__GET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
     kg.transaction_id = txn;
     gc_reqs_add(&q, &kg.base);
-    run(c, KV_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Kv.Get in a txn");
+    run(c, KC_KV_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Kv.Get in a txn");
     cr_assert_eq(r.n, 0);
     gc_result_free(&r);
 
     Buffdb__Kv__SetRequest ks = BUFFDB__KV__SET_REQUEST__INIT;
-    ks.key = S("k");
-    ks.value = S("changed");
+    ks.key = kc_str("k");
+    ks.value = kc_str("changed");
     ks._transaction_id_case =
         BUFFDB__KV__SET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-    ks.transaction_id = S(""); /* present, even if empty */
+    ks.transaction_id = kc_str(""); /* present, even if empty */
     gc_reqs_add(&q, &ks.base);
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Kv.Set in a txn");
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Kv.Set in a txn");
     gc_result_free(&r);
 
     Buffdb__Kv__DeleteRequest kd = BUFFDB__KV__DELETE_REQUEST__INIT;
-    kd.key = S("k");
+    kd.key = kc_str("k");
     kd._transaction_id_case =
         BUFFDB__KV__DELETE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
     kd.transaction_id = txn;
     gc_reqs_add(&q, &kd.base);
-    run(c, KV_DELETE, &q, &r);
-    expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Kv.Delete in a txn");
+    run(c, KC_KV_DELETE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Kv.Delete in a txn");
     gc_result_free(&r);
-    kv_expect(c, "k", "v"); /* neither changed nor deleted */
+    kc_kv_expect(c, NULL, "k", "v"); /* neither changed nor deleted */
 
     Buffdb__Blob__GetRequest bg = BUFFDB__BLOB__GET_REQUEST__INIT;
     bg.id = 1;
@@ -1398,30 +1193,32 @@ Test(server, requests_naming_an_unknown_transaction_fail_precondition)
         BUFFDB__BLOB__GET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
     bg.transaction_id = txn;
     gc_reqs_add(&q, &bg.base);
-    run(c, BLOB_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Blob.Get in a txn");
+    run(c, KC_BLOB_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Blob.Get in a txn");
     gc_result_free(&r);
 
     Buffdb__Blob__StoreRequest bs = BUFFDB__BLOB__STORE_REQUEST__INIT;
-    bs.bytes = S("new");
+    bs.bytes = kc_str("new");
     bs._transaction_id_case =
         BUFFDB__BLOB__STORE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
     bs.transaction_id = txn;
     gc_reqs_add(&q, &bs.base);
-    run(c, BLOB_STORE, &q, &r);
-    expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Blob.Store in a txn");
+    run(c, KC_BLOB_STORE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION,
+                     "Blob.Store in a txn");
     gc_result_free(&r);
 
     Buffdb__Blob__UpdateRequest bu = BUFFDB__BLOB__UPDATE_REQUEST__INIT;
     bu.id = 1;
     bu._bytes_case = BUFFDB__BLOB__UPDATE_REQUEST___BYTES_BYTES;
-    bu.bytes = S("changed");
+    bu.bytes = kc_str("changed");
     bu._transaction_id_case =
         BUFFDB__BLOB__UPDATE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
     bu.transaction_id = txn;
     gc_reqs_add(&q, &bu.base);
-    run(c, BLOB_UPDATE, &q, &r);
-    expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Blob.Update in a txn");
+    run(c, KC_BLOB_UPDATE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION,
+                     "Blob.Update in a txn");
     gc_result_free(&r);
 
     Buffdb__Blob__DeleteRequest bd = BUFFDB__BLOB__DELETE_REQUEST__INIT;
@@ -1430,15 +1227,16 @@ Test(server, requests_naming_an_unknown_transaction_fail_precondition)
         BUFFDB__BLOB__DELETE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
     bd.transaction_id = txn;
     gc_reqs_add(&q, &bd.base);
-    run(c, BLOB_DELETE, &q, &r);
-    expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION, "Blob.Delete in a txn");
+    run(c, KC_BLOB_DELETE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_FAILED_PRECONDITION,
+                     "Blob.Delete in a txn");
     gc_result_free(&r);
 
     /* nothing was stored, changed or deleted */
     blob_expect(c, 1, "b", 1, NULL);
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 2);
-    run(c, BLOB_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, "the blob a txn Store made");
+    run(c, KC_BLOB_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, "the blob a txn Store made");
     gc_result_free(&r);
     gc_close(c);
     ts_stop_ok(s);
@@ -1447,16 +1245,16 @@ Test(server, requests_naming_an_unknown_transaction_fail_precondition)
 Test(server, unknown_method_is_unimplemented_promptly)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     static const char *const methods[] = {
         "/buffdb.kv.Kv/Nope", "/buffdb.nothing.Here/Get", "/grpc.Foo/Bar"};
     struct gc_reqs q = {0};
     struct gc_result r;
 
     for (int i = 0; i < 3; i++) {
-        add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("k"));
+        add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("k"));
         run(c, methods[i], &q, &r);
-        expect_status(&r, GRPC_STATUS_UNIMPLEMENTED, methods[i]);
+        kc_expect_status(&r, GRPC_STATUS_UNIMPLEMENTED, methods[i]);
         /* answered at once, not left to the 20 s deadline */
         cr_assert_lt(r.elapsed_ms, 5000, "%s took %ld ms", methods[i],
                      r.elapsed_ms);
@@ -1464,11 +1262,11 @@ Test(server, unknown_method_is_unimplemented_promptly)
     }
     /* more unknown calls than the worker keeps catch-all requests for */
     for (int i = 0; i < 8; i++) {
-        gc_call(c, "/buffdb.kv.Kv/Nope", NULL, 0, DEADLINE_MS, &r);
-        expect_status(&r, GRPC_STATUS_UNIMPLEMENTED, "Nope again");
+        gc_call(c, "/buffdb.kv.Kv/Nope", NULL, 0, KC_DEADLINE_MS, &r);
+        kc_expect_status(&r, GRPC_STATUS_UNIMPLEMENTED, "Nope again");
         gc_result_free(&r);
     }
-    kv_set(c, "still", "serving");
+    kc_kv_set_ok(c, NULL, "still", "serving");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -1482,7 +1280,7 @@ Test(server, unknown_method_is_unimplemented_promptly)
 Test(server, ten_thousand_pipelined_sets_then_gets_in_order)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
     char k[32], v[64];
@@ -1490,18 +1288,18 @@ Test(server, ten_thousand_pipelined_sets_then_gets_in_order)
     for (int i = 0; i < PIPELINE_N; i++) {
         snprintf(k, sizeof(k), "pipe-%05d", i);
         snprintf(v, sizeof(v), "value-%05d-%0*d", i, i % 40, 0);
-        add_kv_set(&q, S(k), S(v));
+        add_kv_set(&q, kc_str(k), kc_str(v));
     }
-    gc_call_pipelined(c, KV_SET, q.v, q.n, 120000, &r);
+    gc_call_pipelined(c, KC_KV_SET, q.v, q.n, 120000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_OK, "10,000 Sets");
+    kc_expect_status(&r, GRPC_STATUS_OK, "10,000 Sets");
     cr_assert_eq(r.n, PIPELINE_N, "%zu SetResponses", r.n);
     for (int i = 0; i < PIPELINE_N; i++) {
         Buffdb__Kv__SetResponse *m = buffdb__kv__set_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(m);
         snprintf(k, sizeof(k), "pipe-%05d", i);
-        expect_bytes(m->key, k, strlen(k), "SetResponse.key in order");
+        kc_expect_bytes(m->key, k, strlen(k), "SetResponse.key in order");
         buffdb__kv__set_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
@@ -1509,11 +1307,11 @@ Test(server, ten_thousand_pipelined_sets_then_gets_in_order)
     /* read them back in another order: reversed */
     for (int i = PIPELINE_N - 1; i >= 0; i--) {
         snprintf(k, sizeof(k), "pipe-%05d", i);
-        add_kv_key(&q, &buffdb__kv__get_request__descriptor, S(k));
+        add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str(k));
     }
-    gc_call_pipelined(c, KV_GET, q.v, q.n, 120000, &r);
+    gc_call_pipelined(c, KC_KV_GET, q.v, q.n, 120000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_OK, "10,000 Gets");
+    kc_expect_status(&r, GRPC_STATUS_OK, "10,000 Gets");
     cr_assert_eq(r.n, PIPELINE_N, "%zu GetResponses", r.n);
     for (int j = 0; j < PIPELINE_N; j++) {
         int i = PIPELINE_N - 1 - j;
@@ -1521,7 +1319,7 @@ Test(server, ten_thousand_pipelined_sets_then_gets_in_order)
             NULL, r.msgs[j].len, r.msgs[j].data);
         cr_assert_not_null(m);
         snprintf(v, sizeof(v), "value-%05d-%0*d", i, i % 40, 0);
-        expect_bytes(m->value, v, strlen(v), "GetResponse.value in order");
+        kc_expect_bytes(m->value, v, strlen(v), "GetResponse.value in order");
         buffdb__kv__get_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
@@ -1532,27 +1330,27 @@ Test(server, ten_thousand_pipelined_sets_then_gets_in_order)
 Test(server, a_thousand_gets_sent_before_reading_any_answer)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
     char k[32];
 
-    kv_set(c, "k", "the value");
+    kc_kv_set_ok(c, NULL, "k", "the value");
     /* gc_call sends everything and half-closes before it reads: the
      * worker must answer all of it although it pauses reading while its
      * answers wait */
     for (int i = 0; i < 1000; i++)
-        add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("k"));
-    gc_call(c, KV_GET, q.v, q.n, 30000, &r);
+        add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("k"));
+    gc_call(c, KC_KV_GET, q.v, q.n, 30000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_OK, "1000 Gets");
+    kc_expect_status(&r, GRPC_STATUS_OK, "1000 Gets");
     cr_assert_eq(r.n, 1000, "%zu answers", r.n);
     for (size_t i = 0; i < r.n; i++) {
         Buffdb__Kv__GetResponse *m = buffdb__kv__get_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(m);
         snprintf(k, sizeof(k), "answer %zu", i);
-        expect_bytes(m->value, "the value", 9, k);
+        kc_expect_bytes(m->value, "the value", 9, k);
         buffdb__kv__get_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
@@ -1563,15 +1361,15 @@ Test(server, a_thousand_gets_sent_before_reading_any_answer)
 Test(server, blob_of_20_mib_round_trips)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     const size_t n = (size_t)20 << 20;
     uint8_t *data = random_bytes(n, 20);
 
     cr_assert_eq(blob_store(c, data, n, "{\"size\":\"20M\"}"), 1);
-    struct gc_conn *c2 = conn_to(s); /* perhaps the other worker */
+    struct gc_conn *c2 = kc_conn_to(s); /* perhaps the other worker */
     blob_expect(c2, 1, data, n, "{\"size\":\"20M\"}");
     uint64_t ids[] = {1, 1};
-    cr_assert_eq(blob_cmp(c2, BLOB_EQ_DATA, ids, 2), 1);
+    cr_assert_eq(blob_cmp(c2, KC_BLOB_EQ_DATA, ids, 2), 1);
     free(data);
     gc_close(c2);
     gc_close(c);
@@ -1592,8 +1390,8 @@ big_store(void *arg)
     struct big_call *b = arg;
     struct gc_reqs q = {0};
 
-    add_blob_store(&q, BN(b->data, b->len), NULL, 0);
-    gc_call(b->c, BLOB_STORE, q.v, q.n, 60000, &b->r);
+    add_blob_store(&q, kc_bytes(b->data, b->len), NULL, 0);
+    gc_call(b->c, KC_BLOB_STORE, q.v, q.n, 60000, &b->r);
     gc_reqs_free(&q);
     __atomic_store_n(&b->done, 1, __ATOMIC_SEQ_CST);
     return NULL;
@@ -1602,17 +1400,17 @@ big_store(void *arg)
 Test(server, request_of_100_mib_is_refused_while_others_are_served)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *small = conn_to(s);
+    struct gc_conn *small = kc_conn_to(s);
     struct big_call b = {0};
     pthread_t thr;
     pid_t before[TS_MAX_WORKERS], after[TS_MAX_WORKERS];
     char key[32];
     int nb = ts_worker_pids(s, before, TS_MAX_WORKERS);
 
-    kv_set(small, "before", "1");
-    kv_expect(small, "before", "1");
+    kc_kv_set_ok(small, NULL, "before", "1");
+    kc_kv_expect(small, NULL, "before", "1");
 
-    b.c = conn_to(s);
+    b.c = kc_conn_to(s);
     b.len = (size_t)100 << 20;
     b.data = random_bytes(b.len, 100);
     cr_assert_eq(pthread_create(&thr, NULL, big_store, &b), 0);
@@ -1622,25 +1420,25 @@ Test(server, request_of_100_mib_is_refused_while_others_are_served)
     while (!__atomic_load_n(&b.done, __ATOMIC_SEQ_CST) &&
            ts_now_ms() < until && during < 100000) {
         snprintf(key, sizeof(key), "during-%d", during++);
-        kv_set(small, key, "x");
-        kv_expect(small, key, "x");
+        kc_kv_set_ok(small, NULL, key, "x");
+        kc_kv_expect(small, NULL, key, "x");
     }
     pthread_join(thr, NULL);
     free(b.data);
     cr_log_info("100 MiB Store: %s after %ld ms; %d Set+Get pairs meanwhile",
                 gc_status_name(b.r.code), b.r.elapsed_ms, during);
-    expect_status(&b.r, GRPC_STATUS_RESOURCE_EXHAUSTED, "a 100 MiB Store");
+    kc_expect_status(&b.r, GRPC_STATUS_RESOURCE_EXHAUSTED, "a 100 MiB Store");
     cr_assert_eq(b.r.n, 0);
     gc_result_free(&b.r);
     gc_close(b.c);
 
     /* nothing was stored, and both connections still work */
-    kv_set(small, "after", "2");
-    kv_expect(small, "after", "2");
-    struct gc_conn *fresh = conn_to(s);
+    kc_kv_set_ok(small, NULL, "after", "2");
+    kc_kv_expect(small, NULL, "after", "2");
+    struct gc_conn *fresh = kc_conn_to(s);
     cr_assert_eq(blob_store(fresh, "small", 5, NULL), 1,
                  "the refused blob took an id");
-    kv_expect(fresh, "before", "1");
+    kc_kv_expect(fresh, NULL, "before", "1");
     gc_close(fresh);
     gc_close(small);
     /* no worker died over it */
@@ -1657,15 +1455,15 @@ Test(server, max_message_size_comes_from_the_config_file)
     struct ts_opts o = {.config = "# small messages\n"
                                   "max_message_size = 2M\n"};
     struct ts_server *s = ts_start(&o);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     const size_t mib = (size_t)1 << 20;
     uint8_t *data = random_bytes(3 * mib, 3);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_blob_store(&q, BN(data, 3 * mib), NULL, 0);
-    run(c, BLOB_STORE, &q, &r);
-    expect_status(&r, GRPC_STATUS_RESOURCE_EXHAUSTED, "a 3 MiB Store");
+    add_blob_store(&q, kc_bytes(data, 3 * mib), NULL, 0);
+    run(c, KC_BLOB_STORE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_RESOURCE_EXHAUSTED, "a 3 MiB Store");
     gc_result_free(&r);
 
     cr_assert_eq(blob_store(c, data, mib, NULL), 1, "a 1 MiB Store");
@@ -1673,22 +1471,22 @@ Test(server, max_message_size_comes_from_the_config_file)
 
     /* the limit holds for responses too: a 3 MiB blob written by raw SQL
      * cannot be read back, nor selected */
-    add_query(&q, "INSERT INTO blob(data) VALUES (zeroblob(3 * 1048576))",
-              BUFFDB__QUERY__TARGET_STORE__BLOB);
-    run(c, QUERY_EXECUTE, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "INSERT of a 3 MiB blob");
+    kc_add_query(&q, "INSERT INTO blob(data) VALUES (zeroblob(3 * 1048576))",
+                 BUFFDB__QUERY__TARGET_STORE__BLOB);
+    run(c, KC_QUERY_EXECUTE, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "INSERT of a 3 MiB blob");
     cr_assert_eq(rows_changed(&r, 0), 1);
     gc_result_free(&r);
     add_blob_id(&q, &buffdb__blob__get_request__descriptor, 2);
-    run(c, BLOB_GET, &q, &r);
-    expect_status(&r, GRPC_STATUS_RESOURCE_EXHAUSTED, "Get of a 3 MiB blob");
+    run(c, KC_BLOB_GET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_RESOURCE_EXHAUSTED, "Get of a 3 MiB blob");
     cr_assert(strstr(r.details, "max_message_size") != NULL, "details: %s",
               r.details);
     gc_result_free(&r);
-    add_query(&q, "SELECT zeroblob(3 * 1048576)",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    run(c, QUERY_QUERY, &q, &r);
-    expect_status(&r, GRPC_STATUS_RESOURCE_EXHAUSTED, "a 3 MiB row");
+    kc_add_query(&q, "SELECT zeroblob(3 * 1048576)",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    run(c, KC_QUERY_QUERY, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_RESOURCE_EXHAUSTED, "a 3 MiB row");
     gc_result_free(&r);
     /* and the worker is fine */
     blob_expect(c, 1, data, mib, NULL);
@@ -1700,15 +1498,6 @@ Test(server, max_message_size_comes_from_the_config_file)
 /* ============================================================================
  * Workers
  * ========================================================================== */
-
-static int
-pid_in(pid_t p, const pid_t *set, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (set[i] == p)
-            return 1;
-    return 0;
-}
 
 Test(server, connections_are_spread_over_workers)
 {
@@ -1728,15 +1517,15 @@ Test(server, connections_are_spread_over_workers)
             struct gc_reqs q = {0};
             struct gc_result r;
             char key[32];
-            c[i] = conn_to(s);
+            c[i] = kc_conn_to(s);
             snprintf(key, sizeof(key), "conn-%d-%d", round, i);
-            add_kv_set(&q, S(key), S("v"));
-            run(c[i], KV_SET, &q, &r);
-            expect_status(&r, GRPC_STATUS_OK, key);
-            cr_assert(pid_in(r.worker_pid, workers, nw),
+            add_kv_set(&q, kc_str(key), kc_str("v"));
+            run(c[i], KC_KV_SET, &q, &r);
+            kc_expect_status(&r, GRPC_STATUS_OK, key);
+            cr_assert(kc_pid_in(r.worker_pid, workers, nw),
                       "served by pid %ld, not a worker",
                       (long)r.worker_pid);
-            if (!pid_in(r.worker_pid, seen, distinct))
+            if (!kc_pid_in(r.worker_pid, seen, distinct))
                 seen[distinct++] = r.worker_pid;
             gc_result_free(&r);
         }
@@ -1779,8 +1568,8 @@ writer_main(void *arg)
             break;
         snprintf(key, sizeof(key), "w-%05d", i);
         snprintf(val, sizeof(val), "v-%05d", i);
-        add_kv_set(&q, S(key), S(val));
-        gc_call(c, KV_SET, q.v, q.n, 5000, &r);
+        add_kv_set(&q, kc_str(key), kc_str(val));
+        gc_call(c, KC_KV_SET, q.v, q.n, 5000, &r);
         gc_reqs_free(&q);
         if (r.code == GRPC_STATUS_OK && r.n == 1) {
             int n = w->acked;
@@ -1843,7 +1632,7 @@ Test(server, killed_worker_is_replaced_and_no_acknowledged_write_is_lost)
         int nl = ts_listening_pids(s, l, 64);
         int n = ts_worker_pids(s, now, TS_MAX_WORKERS);
         for (int i = 0; i < n; i++)
-            if (!pid_in(now[i], old, nold) && pid_in(now[i], l, nl))
+            if (!kc_pid_in(now[i], old, nold) && kc_pid_in(now[i], l, nl))
                 fresh = now[i];
         if (fresh == 0)
             ts_sleep_ms(20);
@@ -1869,7 +1658,8 @@ Test(server, killed_worker_is_replaced_and_no_acknowledged_write_is_lost)
               ts_tail(s, 3000));
     cr_assert_neq(fresh, 0, "no new worker listened\n%s", ts_tail(s, 3000));
     int nnow = ts_worker_pids(s, now, TS_MAX_WORKERS);
-    cr_assert(!pid_in(victim, now, nnow), "the killed worker is still there");
+    cr_assert(!kc_pid_in(victim, now, nnow),
+              "the killed worker is still there");
     cr_assert_geq(w->acked, at_restart + 30,
                   "only %d writes acknowledged after the restart",
                   w->acked - at_restart);
@@ -1881,24 +1671,24 @@ Test(server, killed_worker_is_replaced_and_no_acknowledged_write_is_lost)
                 w->acked, w->unavailable);
 
     /* every acknowledged key is there */
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
     char key[32], val[32];
     for (int i = 0; i < w->acked; i++) {
         snprintf(key, sizeof(key), "w-%05d", w->keys[i]);
-        add_kv_key(&q, &buffdb__kv__get_request__descriptor, S(key));
+        add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str(key));
     }
-    gc_call_pipelined(c, KV_GET, q.v, q.n, 60000, &r);
+    gc_call_pipelined(c, KC_KV_GET, q.v, q.n, 60000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_OK, "Get of every acknowledged key");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Get of every acknowledged key");
     cr_assert_eq(r.n, (size_t)w->acked);
     for (int i = 0; i < w->acked; i++) {
         Buffdb__Kv__GetResponse *m = buffdb__kv__get_response__unpack(
             NULL, r.msgs[i].len, r.msgs[i].data);
         cr_assert_not_null(m);
         snprintf(val, sizeof(val), "v-%05d", w->keys[i]);
-        expect_bytes(m->value, val, strlen(val), "an acknowledged value");
+        kc_expect_bytes(m->value, val, strlen(val), "an acknowledged value");
         buffdb__kv__get_response__free_unpacked(m, NULL);
     }
     gc_result_free(&r);
@@ -1915,19 +1705,19 @@ Test(server, killed_worker_is_replaced_and_no_acknowledged_write_is_lost)
 static struct gc_stream *
 open_get_stream(struct gc_conn *c)
 {
-    struct gc_stream *st = gc_stream_start(c, KV_GET, 60000);
+    struct gc_stream *st = gc_stream_start(c, KC_KV_GET, 60000);
     struct gc_reqs q = {0};
     struct gc_buf got;
 
     cr_assert_not_null(st);
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("k"));
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("k"));
     cr_assert_eq(gc_stream_send(st, &q.v[0]), 0, "could not send");
     gc_reqs_free(&q);
     cr_assert_eq(gc_stream_recv(st, &got), 1, "no answer to the first Get");
     Buffdb__Kv__GetResponse *m =
         buffdb__kv__get_response__unpack(NULL, got.len, got.data);
     cr_assert_not_null(m);
-    expect_bytes(m->value, "v", 1, "k");
+    kc_expect_bytes(m->value, "v", 1, "k");
     buffdb__kv__get_response__free_unpacked(m, NULL);
     free(got.data);
     return st;
@@ -1937,12 +1727,12 @@ Test(server, sigterm_lets_a_call_in_flight_finish)
 {
     struct ts_opts o = {.config = "shutdown_grace = 3s\n"};
     struct ts_server *s = ts_start(&o);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r = {0};
     struct gc_buf got;
 
-    kv_set(c, "k", "v");
+    kc_kv_set_ok(c, NULL, "k", "v");
     struct gc_stream *st = open_get_stream(c);
 
     /* step 1: SIGTERM while the stream is open */
@@ -1954,14 +1744,14 @@ Test(server, sigterm_lets_a_call_in_flight_finish)
     cr_assert(!ts_wait_exit(s, 0), "the server exited with a call open");
 
     /* step 2: the call in flight is still served, then ends OK */
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("k"));
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("k"));
     cr_assert_eq(gc_stream_send(st, &q.v[0]), 0,
                  "the call in flight was cut off");
     gc_reqs_free(&q);
     cr_assert_eq(gc_stream_recv(st, &got), 1, "no answer during the grace");
     free(got.data);
     gc_stream_finish(st, &r);
-    expect_status(&r, GRPC_STATUS_OK, "the call in flight");
+    kc_expect_status(&r, GRPC_STATUS_OK, "the call in flight");
     gc_result_free(&r);
 
     /* step 3: the server exits 0 within the grace period */
@@ -1981,11 +1771,11 @@ Test(server, sigterm_cancels_a_call_still_open_after_the_grace_period)
 {
     struct ts_opts o = {.config = "shutdown_grace = 3s\n"};
     struct ts_server *s = ts_start(&o);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_result r = {0};
     struct gc_buf got;
 
-    kv_set(c, "k", "v");
+    kc_kv_set_ok(c, NULL, "k", "v");
     struct gc_stream *st = open_get_stream(c);
 
     long t0 = ts_now_ms();
@@ -2040,9 +1830,9 @@ Test(server, sighup_replaces_every_worker_while_serving)
         struct gc_result r;
         snprintf(key, sizeof(key), "hup-%d", calls++);
         for (int attempt = 0; attempt < 3; attempt++) {
-            struct gc_conn *c = conn_to(s);
-            add_kv_set(&q, S(key), S("v"));
-            run(c, KV_SET, &q, &r);
+            struct gc_conn *c = kc_conn_to(s);
+            add_kv_set(&q, kc_str(key), kc_str("v"));
+            run(c, KC_KV_SET, &q, &r);
             gc_close(c);
             if ((r.code != GRPC_STATUS_UNAVAILABLE &&
                  r.code != GRPC_STATUS_CANCELLED) || r.n != 0 ||
@@ -2052,11 +1842,12 @@ Test(server, sighup_replaces_every_worker_while_serving)
                 cr_log_info("SIGHUP: a call was refused: %s", r.details);
             gc_result_free(&r);
         }
-        expect_status(&r, GRPC_STATUS_OK, "a Set during the reload");
+        kc_expect_status(&r, GRPC_STATUS_OK, "a Set during the reload");
         gc_result_free(&r);
         n = ts_worker_pids(s, now, TS_MAX_WORKERS);
         replaced = ts_log_has(s, "reload complete") && n == 2 &&
-                   !pid_in(now[0], old, nold) && !pid_in(now[1], old, nold);
+                   !kc_pid_in(now[0], old, nold) &&
+                   !kc_pid_in(now[1], old, nold);
     }
     cr_assert(replaced, "the workers were not all replaced\n%s",
               ts_tail(s, 3000));
@@ -2066,18 +1857,18 @@ Test(server, sighup_replaces_every_worker_while_serving)
     cr_assert_leq(retried, 4, "%d of %d calls were refused", retried, calls);
 
     /* after: served by the new workers only, and every write is there */
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
-    add_kv_set(&q, S("after"), S("1"));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "a Set after the reload");
-    cr_assert(pid_in(r.worker_pid, now, n), "served by %ld, an old worker",
+    add_kv_set(&q, kc_str("after"), kc_str("1"));
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "a Set after the reload");
+    cr_assert(kc_pid_in(r.worker_pid, now, n), "served by %ld, an old worker",
               (long)r.worker_pid);
     gc_result_free(&r);
-    kv_expect(c, "hup-0", "v");
+    kc_kv_expect(c, NULL, "hup-0", "v");
     snprintf(key, sizeof(key), "hup-%d", calls - 1);
-    kv_expect(c, key, "v");
+    kc_kv_expect(c, NULL, key, "v");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -2155,9 +1946,9 @@ Test(server, second_server_on_the_same_address_is_refused)
     ts_assert_log_clean(s2);
 
     /* the first one is untouched and serves on */
-    struct gc_conn *c = conn_to(s);
-    kv_set(c, "still", "mine");
-    kv_expect(c, "still", "mine");
+    struct gc_conn *c = kc_conn_to(s);
+    kc_kv_set_ok(c, NULL, "still", "mine");
+    kc_kv_expect(c, NULL, "still", "mine");
     gc_close(c);
     int na = ts_worker_pids(s, after, TS_MAX_WORKERS);
     cr_assert_eq(na, nb);
@@ -2172,22 +1963,22 @@ Test(server, second_server_on_the_same_address_is_refused)
 Test(server, deadline_stops_a_runaway_query_and_the_worker_serves_on)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
 
-    add_kv_set(&q, S("k"), S("v"));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set");
+    add_kv_set(&q, kc_str("k"), kc_str("v"));
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set");
     pid_t worker = r.worker_pid;
     gc_result_free(&r);
 
-    add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
-                  "SELECT x + 1 FROM c) SELECT count(*) FROM c",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    gc_call(c, QUERY_QUERY, q.v, q.n, 1000, &r);
+    kc_add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+                     "SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    gc_call(c, KC_QUERY_QUERY, q.v, q.n, 1000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_DEADLINE_EXCEEDED, "an endless query");
+    kc_expect_status(&r, GRPC_STATUS_DEADLINE_EXCEEDED, "an endless query");
     cr_assert_lt(r.elapsed_ms, 4000, "DEADLINE_EXCEEDED after %ld ms",
                  r.elapsed_ms);
     gc_result_free(&r);
@@ -2195,23 +1986,23 @@ Test(server, deadline_stops_a_runaway_query_and_the_worker_serves_on)
     /* the same connection, so the same worker: it is free again (a worker
      * still stuck in SQLite would answer nothing within 5 s) */
     for (int i = 0; i < 3; i++) {
-        add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("k"));
-        gc_call(c, KV_GET, q.v, q.n, 5000, &r);
+        add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("k"));
+        gc_call(c, KC_KV_GET, q.v, q.n, 5000, &r);
         gc_reqs_free(&q);
-        expect_status(&r, GRPC_STATUS_OK, "a Get after the runaway query");
+        kc_expect_status(&r, GRPC_STATUS_OK, "a Get after the runaway query");
         cr_assert_eq(r.worker_pid, worker, "served by another worker");
         gc_result_free(&r);
     }
     /* and the same statement with a generous deadline is also stopped by
      * the server, not only abandoned by the client */
-    add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
-                  "SELECT x + 1 FROM c) SELECT count(*) FROM c",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    gc_call(c, QUERY_QUERY, q.v, q.n, 2000, &r);
+    kc_add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+                     "SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    gc_call(c, KC_QUERY_QUERY, q.v, q.n, 2000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_DEADLINE_EXCEEDED, "an endless query");
+    kc_expect_status(&r, GRPC_STATUS_DEADLINE_EXCEEDED, "an endless query");
     gc_result_free(&r);
-    kv_expect(c, "k", "v");
+    kc_kv_expect(c, NULL, "k", "v");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -2223,10 +2014,10 @@ Test(server, deadline_stops_a_runaway_query_and_the_worker_serves_on)
 Test(server, malformed_request_is_invalid_argument)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
-    static const char *const methods[] = {KV_GET, KV_SET, KV_EQ, BLOB_STORE,
-                                          BLOB_UPDATE, QUERY_QUERY,
-                                          QUERY_EXECUTE};
+    struct gc_conn *c = kc_conn_to(s);
+    static const char *const methods[] = {KC_KV_GET, KC_KV_SET, KC_KV_EQ,
+                                          KC_BLOB_STORE, KC_BLOB_UPDATE,
+                                          KC_QUERY_QUERY, KC_QUERY_EXECUTE};
     struct gc_reqs q = {0};
     struct gc_result r;
 
@@ -2234,12 +2025,12 @@ Test(server, malformed_request_is_invalid_argument)
         /* a varint that never ends */
         gc_reqs_add_raw(&q, "\xff\xff\xff\xff", 4);
         run(c, methods[i], &q, &r);
-        expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, methods[i]);
+        kc_expect_status(&r, GRPC_STATUS_INVALID_ARGUMENT, methods[i]);
         cr_assert(strstr(r.details, "malformed") != NULL, "%s: details: %s",
                   methods[i], r.details);
         gc_result_free(&r);
     }
-    kv_set(c, "still", "serving");
+    kc_kv_set_ok(c, NULL, "still", "serving");
     gc_close(c);
     ts_stop_ok(s);
 }
@@ -2247,18 +2038,18 @@ Test(server, malformed_request_is_invalid_argument)
 Test(server, query_streams_a_hundred_thousand_rows_in_order)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
     char text[32];
     const int rows = 100000;
 
-    add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
-                  "FROM c WHERE x < 100000) SELECT x, 'row ' || x FROM c",
-              BUFFDB__QUERY__TARGET_STORE__KV);
-    gc_call(c, QUERY_QUERY, q.v, q.n, 120000, &r);
+    kc_add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                     "FROM c WHERE x < 100000) SELECT x, 'row ' || x FROM c",
+                 BUFFDB__QUERY__TARGET_STORE__KV);
+    gc_call(c, KC_QUERY_QUERY, q.v, q.n, 120000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_OK, "a query of 100,000 rows");
+    kc_expect_status(&r, GRPC_STATUS_OK, "a query of 100,000 rows");
     cr_assert_eq(r.n, (size_t)rows, "%zu rows", r.n);
     for (int i = 0; i < rows; i++) {
         Buffdb__Query__QueryResult *m = query_row(&r, (size_t)i, 2);
@@ -2275,24 +2066,24 @@ Test(server, query_streams_a_hundred_thousand_rows_in_order)
 Test(server, client_cancel_mid_stream_leaves_the_worker_serving)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s);
     struct gc_reqs q = {0};
     struct gc_result r;
     struct gc_buf got;
 
-    add_kv_set(&q, S("k"), S("v"));
-    run(c, KV_SET, &q, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set");
+    add_kv_set(&q, kc_str("k"), kc_str("v"));
+    run(c, KC_KV_SET, &q, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set");
     pid_t worker = r.worker_pid;
     gc_result_free(&r);
 
     /* an endless result set: read ten rows, then walk away */
     for (int round = 0; round < 3; round++) {
-        struct gc_stream *st = gc_stream_start(c, QUERY_QUERY, 60000);
+        struct gc_stream *st = gc_stream_start(c, KC_QUERY_QUERY, 60000);
         cr_assert_not_null(st);
-        add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
-                      "SELECT x + 1 FROM c) SELECT x FROM c",
-                  BUFFDB__QUERY__TARGET_STORE__KV);
+        kc_add_query(&q, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+                         "SELECT x + 1 FROM c) SELECT x FROM c",
+                     BUFFDB__QUERY__TARGET_STORE__KV);
         cr_assert_eq(gc_stream_send(st, &q.v[0]), 0);
         gc_reqs_free(&q);
         for (int i = 0; i < 10; i++) {
@@ -2311,22 +2102,22 @@ Test(server, client_cancel_mid_stream_leaves_the_worker_serving)
     struct gc_stream *st = open_get_stream(c);
     gc_stream_cancel(st);
     /* a Set stream cancelled by its deadline while the client dawdles */
-    st = gc_stream_start(c, KV_SET, 300);
+    st = gc_stream_start(c, KC_KV_SET, 300);
     cr_assert_not_null(st);
-    add_kv_set(&q, S("slow"), S("1"));
+    add_kv_set(&q, kc_str("slow"), kc_str("1"));
     cr_assert_eq(gc_stream_send(st, &q.v[0]), 0);
     gc_reqs_free(&q);
     ts_sleep_ms(600);
     memset(&r, 0, sizeof(r));
     gc_stream_finish(st, &r);
-    expect_status(&r, GRPC_STATUS_DEADLINE_EXCEEDED, "a dawdling Set");
+    kc_expect_status(&r, GRPC_STATUS_DEADLINE_EXCEEDED, "a dawdling Set");
     gc_result_free(&r);
 
     /* the same worker answers at once */
-    add_kv_key(&q, &buffdb__kv__get_request__descriptor, S("k"));
-    gc_call(c, KV_GET, q.v, q.n, 5000, &r);
+    add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str("k"));
+    gc_call(c, KC_KV_GET, q.v, q.n, 5000, &r);
     gc_reqs_free(&q);
-    expect_status(&r, GRPC_STATUS_OK, "a Get after the cancelled calls");
+    kc_expect_status(&r, GRPC_STATUS_OK, "a Get after the cancelled calls");
     cr_assert_eq(r.worker_pid, worker, "another worker answered");
     gc_result_free(&r);
     gc_close(c);
@@ -2354,8 +2145,8 @@ Test(server, sighup_with_a_broken_config_keeps_the_running_workers)
     cr_assert_eq(n, nold);
     cr_assert_arr_eq(now, old, (size_t)n * sizeof(pid_t),
                      "workers replaced after a failed reload");
-    c = conn_to(s);
-    kv_set(c, "during", "1");
+    c = kc_conn_to(s);
+    kc_kv_set_ok(c, NULL, "during", "1");
     gc_close(c);
 
     /* step 2: a good file with another worker count takes effect */
@@ -2369,13 +2160,13 @@ Test(server, sighup_with_a_broken_config_keeps_the_running_workers)
         n = ts_worker_pids(s, now, TS_MAX_WORKERS);
         fresh = n == 3;
         for (int i = 0; i < n; i++)
-            fresh &= !pid_in(now[i], old, nold);
+            fresh &= !kc_pid_in(now[i], old, nold);
         if (!fresh)
             ts_sleep_ms(20);
     }
     cr_assert(fresh, "not 3 new workers\n%s", ts_tail(s, 3000));
-    c = conn_to(s);
-    kv_expect(c, "during", "1");
+    c = kc_conn_to(s);
+    kc_kv_expect(c, NULL, "during", "1");
     gc_close(c);
     ts_stop_ok(s);
 }

@@ -42,118 +42,14 @@
 
 #include "../helpers/grpc_client.h"
 #include "../helpers/helpers.h"
+#include "../helpers/kv_client.h"
 #include "../helpers/server.h"
 #include "blob.pb-c.h"
 #include "kv.pb-c.h"
 
-#define DEADLINE_MS 20000 /* for calls that should be quick */
-#define FIND_TRIES 40     /* fresh connections tried to reach a worker */
-
-#define KV_GET "/buffdb.kv.Kv/Get"
-#define KV_SET "/buffdb.kv.Kv/Set"
-#define KV_DELETE "/buffdb.kv.Kv/Delete"
-#define KV_BEGIN "/buffdb.kv.Kv/BeginTransaction"
-#define KV_COMMIT "/buffdb.kv.Kv/CommitTransaction"
-#define KV_ROLLBACK "/buffdb.kv.Kv/RollbackTransaction"
-#define BLOB_GET "/buffdb.blob.Blob/Get"
-#define BLOB_STORE "/buffdb.blob.Blob/Store"
-#define BLOB_UPDATE "/buffdb.blob.Blob/Update"
-#define BLOB_DELETE "/buffdb.blob.Blob/Delete"
-
-static void
-setup(void)
-{
-    grpc_init();
-}
-
-static void
-teardown(void)
-{
-    gc_cleanup_all();
-    ts_cleanup_all();
-    grpc_shutdown_blocking();
-}
-
-TestSuite(txn, .init = setup, .fini = teardown, .timeout = 120.);
+TestSuite(txn, .init = kc_suite_init, .fini = kc_suite_fini, .timeout = 120.);
 
 /* ---- small helpers ------------------------------------------------------- */
-
-/* S - a NUL-terminated string as protobuf bytes */
-static ProtobufCBinaryData
-S(const char *s)
-{
-    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
-    return b;
-}
-
-/* BN - n bytes as protobuf bytes */
-static ProtobufCBinaryData
-BN(const void *p, size_t n)
-{
-    ProtobufCBinaryData b = {n, (uint8_t *)p};
-    return b;
-}
-
-static struct gc_conn *
-conn_to(struct ts_server *s)
-{
-    struct gc_conn *c = gc_connect(s->addr);
-    cr_assert_not_null(c, "could not create a channel to %s", s->addr);
-    return c;
-}
-
-/* call1 - one call of method with the single request m */
-static void
-call1(struct gc_conn *c, const char *method, const ProtobufCMessage *m,
-      int deadline_ms, struct gc_result *r)
-{
-    struct gc_buf b = gc_pack(m);
-
-    gc_call(c, method, &b, 1, deadline_ms, r);
-    free(b.data);
-}
-
-/* expect_status - assert how a call ended, with everything known if not */
-static void
-expect_status(const struct gc_result *r, grpc_status_code code,
-              const char *what)
-{
-    cr_assert_eq(r->code, code, "%s: status %s (\"%s\") after %zu responses, "
-                 "expected %s", what, gc_status_name(r->code), r->details,
-                 r->n, gc_status_name(code));
-}
-
-/* expect_fail - assert status code and details mentioning needle */
-static void
-expect_fail(const struct gc_result *r, grpc_status_code code,
-            const char *needle, const char *what)
-{
-    expect_status(r, code, what);
-    cr_assert_eq(r->n, 0, "%s: %zu responses before the error", what, r->n);
-    cr_assert(strstr(r->details, needle) != NULL,
-              "%s: details \"%s\" do not mention \"%s\"", what, r->details,
-              needle);
-}
-
-static void
-expect_bytes(ProtobufCBinaryData got, const void *want, size_t wlen,
-             const char *what)
-{
-    cr_assert_eq(got.len, wlen, "%s: %zu bytes, expected %zu", what, got.len,
-                 wlen);
-    cr_assert(wlen == 0 || memcmp(got.data, want, wlen) == 0,
-              "%s: the bytes differ (got \"%.*s\")", what, (int)got.len,
-              (const char *)got.data);
-}
-
-static int
-pid_in(pid_t p, const pid_t *set, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (set[i] == p)
-            return 1;
-    return 0;
-}
 
 /* random_uuid - a well-formed version 4 UUID nobody gave out */
 static void
@@ -181,64 +77,21 @@ random_uuid(char out[37])
  * txn NULL: no transaction_id field */
 
 static void
-kv_set_r(struct gc_conn *c, const char *txn, const char *key, const char *val,
-         int deadline_ms, struct gc_result *r)
-{
-    Buffdb__Kv__SetRequest m = BUFFDB__KV__SET_REQUEST__INIT;
-    m.key = S(key);
-    m.value = S(val);
-    if (txn != NULL) {
-        m._transaction_id_case =
-            BUFFDB__KV__SET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
-    }
-    call1(c, KV_SET, &m.base, deadline_ms, r);
-}
-
-static void
-kv_get_r(struct gc_conn *c, const char *txn, const char *key,
-         struct gc_result *r)
-{
-    Buffdb__Kv__GetRequest m = BUFFDB__KV__GET_REQUEST__INIT;
-    m.key = S(key);
-    if (txn != NULL) {
-        m._transaction_id_case =
-            BUFFDB__KV__GET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
-    }
-    call1(c, KV_GET, &m.base, DEADLINE_MS, r);
-}
-
-static void
-kv_del_r(struct gc_conn *c, const char *txn, const char *key,
-         struct gc_result *r)
-{
-    Buffdb__Kv__DeleteRequest m = BUFFDB__KV__DELETE_REQUEST__INIT;
-    m.key = S(key);
-    if (txn != NULL) {
-        m._transaction_id_case =
-            BUFFDB__KV__DELETE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
-    }
-    call1(c, KV_DELETE, &m.base, DEADLINE_MS, r);
-}
-
-static void
 blob_store_r(struct gc_conn *c, const char *txn, const void *data, size_t len,
              const char *meta, struct gc_result *r)
 {
     Buffdb__Blob__StoreRequest m = BUFFDB__BLOB__STORE_REQUEST__INIT;
-    m.bytes = BN(data, len);
+    m.bytes = kc_bytes(data, len);
     if (meta != NULL) {
         m._metadata_case = BUFFDB__BLOB__STORE_REQUEST___METADATA_METADATA;
-        m.metadata = S(meta);
+        m.metadata = kc_str(meta);
     }
     if (txn != NULL) {
         m._transaction_id_case =
             BUFFDB__BLOB__STORE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
+        m.transaction_id = kc_str(txn);
     }
-    call1(c, BLOB_STORE, &m.base, DEADLINE_MS, r);
+    kc_call1(c, KC_BLOB_STORE, &m.base, KC_DEADLINE_MS, r);
 }
 
 static void
@@ -250,9 +103,9 @@ blob_get_r(struct gc_conn *c, const char *txn, uint64_t id,
     if (txn != NULL) {
         m._transaction_id_case =
             BUFFDB__BLOB__GET_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
+        m.transaction_id = kc_str(txn);
     }
-    call1(c, BLOB_GET, &m.base, DEADLINE_MS, r);
+    kc_call1(c, KC_BLOB_GET, &m.base, KC_DEADLINE_MS, r);
 }
 
 /* blob_update_r - new data, metadata left alone */
@@ -263,14 +116,14 @@ blob_update_r(struct gc_conn *c, const char *txn, uint64_t id,
     Buffdb__Blob__UpdateRequest m = BUFFDB__BLOB__UPDATE_REQUEST__INIT;
     m.id = id;
     m._bytes_case = BUFFDB__BLOB__UPDATE_REQUEST___BYTES_BYTES;
-    m.bytes = BN(data, len);
+    m.bytes = kc_bytes(data, len);
     m.should_update_metadata = 0;
     if (txn != NULL) {
         m._transaction_id_case =
             BUFFDB__BLOB__UPDATE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
+        m.transaction_id = kc_str(txn);
     }
-    call1(c, BLOB_UPDATE, &m.base, DEADLINE_MS, r);
+    kc_call1(c, KC_BLOB_UPDATE, &m.base, KC_DEADLINE_MS, r);
 }
 
 static void
@@ -282,121 +135,12 @@ blob_del_r(struct gc_conn *c, const char *txn, uint64_t id,
     if (txn != NULL) {
         m._transaction_id_case =
             BUFFDB__BLOB__DELETE_REQUEST___TRANSACTION_ID_TRANSACTION_ID;
-        m.transaction_id = S(txn);
+        m.transaction_id = kc_str(txn);
     }
-    call1(c, BLOB_DELETE, &m.base, DEADLINE_MS, r);
-}
-
-/* begin_r - BeginTransaction (ro / timeout_ms < 0: field absent); 0 with
- * the id in out, or -1 (r says why) */
-static int
-begin_r(struct gc_conn *c, int ro, int timeout_ms, char out[37],
-        struct gc_result *r)
-{
-    Buffdb__Kv__BeginTransactionRequest m =
-        BUFFDB__KV__BEGIN_TRANSACTION_REQUEST__INIT;
-    if (ro >= 0) {
-        m._read_only_case =
-            BUFFDB__KV__BEGIN_TRANSACTION_REQUEST___READ_ONLY_READ_ONLY;
-        m.read_only = ro != 0;
-    }
-    if (timeout_ms >= 0) {
-        m._timeout_ms_case =
-            BUFFDB__KV__BEGIN_TRANSACTION_REQUEST___TIMEOUT_MS_TIMEOUT_MS;
-        m.timeout_ms = timeout_ms;
-    }
-    call1(c, KV_BEGIN, &m.base, DEADLINE_MS, r);
-    out[0] = '\0';
-    if (r->code != GRPC_STATUS_OK || r->n != 1)
-        return -1;
-    Buffdb__Kv__BeginTransactionResponse *p =
-        buffdb__kv__begin_transaction_response__unpack(NULL, r->msgs[0].len,
-                                                       r->msgs[0].data);
-    if (p == NULL)
-        return -1;
-    int ok = p->transaction_id.len == 36;
-    if (ok) {
-        memcpy(out, p->transaction_id.data, 36);
-        out[36] = '\0';
-    }
-    buffdb__kv__begin_transaction_response__free_unpacked(p, NULL);
-    return ok ? 0 : -1;
-}
-
-/* end_r - Commit (commit 1) or Rollback of id: 1 success, 0 success=false
- * (err holds error_message, "" if none), -1 the call failed (r says why) */
-static int
-end_r(struct gc_conn *c, const char *id, int commit, char *err, size_t errlen,
-      int deadline_ms, struct gc_result *r)
-{
-    err[0] = '\0';
-    if (commit) {
-        Buffdb__Kv__CommitTransactionRequest m =
-            BUFFDB__KV__COMMIT_TRANSACTION_REQUEST__INIT;
-        m.transaction_id = S(id);
-        call1(c, KV_COMMIT, &m.base, deadline_ms, r);
-    } else {
-        Buffdb__Kv__RollbackTransactionRequest m =
-            BUFFDB__KV__ROLLBACK_TRANSACTION_REQUEST__INIT;
-        m.transaction_id = S(id);
-        call1(c, KV_ROLLBACK, &m.base, deadline_ms, r);
-    }
-    if (r->code != GRPC_STATUS_OK || r->n != 1)
-        return -1;
-    /* both responses: success = 1, optional error_message = 2 */
-    Buffdb__Kv__CommitTransactionResponse *m =
-        buffdb__kv__commit_transaction_response__unpack(NULL, r->msgs[0].len,
-                                                        r->msgs[0].data);
-    if (m == NULL)
-        return -1;
-    int ok = m->success ? 1 : 0;
-    if (m->_error_message_case != 0)
-        snprintf(err, errlen, "%.*s", (int)m->error_message.len,
-                 (const char *)m->error_message.data);
-    buffdb__kv__commit_transaction_response__free_unpacked(m, NULL);
-    return ok;
+    kc_call1(c, KC_BLOB_DELETE, &m.base, KC_DEADLINE_MS, r);
 }
 
 /* ---- the same with assertions (test thread only) ------------------------- */
-
-/* txn_begin_ex - BeginTransaction, asserting an id; *pid: the worker */
-static char *
-txn_begin_ex(struct gc_conn *c, int ro, int timeout_ms, pid_t *pid)
-{
-    struct gc_result r;
-    char id[37];
-
-    int rc = begin_r(c, ro, timeout_ms, id, &r);
-    expect_status(&r, GRPC_STATUS_OK, "BeginTransaction");
-    cr_assert_eq(rc, 0, "BeginTransaction: no 36-character transaction_id");
-    if (pid != NULL)
-        *pid = r.worker_pid;
-    gc_result_free(&r);
-    char *out = strdup(id);
-    cr_assert_not_null(out);
-    return out;
-}
-
-static char *
-txn_begin(struct gc_conn *c)
-{
-    return txn_begin_ex(c, -1, -1, NULL);
-}
-
-/* txn_end - Commit or Rollback, asserting an OK call; returns success */
-static int
-txn_end(struct gc_conn *c, const char *id, int commit, char *err,
-        size_t errlen)
-{
-    struct gc_result r;
-
-    int rc = end_r(c, id, commit, err, errlen, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, commit ? "Commit" : "Rollback");
-    cr_assert_neq(rc, -1, "%s: no decodable response",
-                  commit ? "Commit" : "Rollback");
-    gc_result_free(&r);
-    return rc;
-}
 
 /* txn_commit_ok - Commit, asserting success and no error_message */
 static void
@@ -404,7 +148,7 @@ txn_commit_ok(struct gc_conn *c, const char *id)
 {
     char err[512];
 
-    cr_assert(txn_end(c, id, 1, err, sizeof(err)), "commit of %s failed: %s",
+    cr_assert(kc_txn_end(c, id, 1, err, sizeof(err)), "commit of %s failed: %s",
               id, err);
     cr_assert_eq(err[0], '\0', "a successful commit says \"%s\"", err);
 }
@@ -414,7 +158,7 @@ txn_rollback_ok(struct gc_conn *c, const char *id)
 {
     char err[512];
 
-    cr_assert(txn_end(c, id, 0, err, sizeof(err)),
+    cr_assert(kc_txn_end(c, id, 0, err, sizeof(err)),
               "rollback of %s failed: %s", id, err);
 }
 
@@ -426,80 +170,11 @@ txn_end_refused(struct gc_conn *c, const char *id, int commit,
 {
     char err[512];
 
-    cr_assert(!txn_end(c, id, commit, err, sizeof(err)),
+    cr_assert(!kc_txn_end(c, id, commit, err, sizeof(err)),
               "%s of \"%s\" succeeded", commit ? "commit" : "rollback", id);
     cr_assert(strstr(err, needle) != NULL,
               "%s of \"%s\": error_message \"%s\" does not mention \"%s\"",
               commit ? "commit" : "rollback", id, err, needle);
-}
-
-/* kv_set_ok - Set, asserting OK and the echo; returns the worker's pid */
-static pid_t
-kv_set_ok(struct gc_conn *c, const char *txn, const char *key,
-          const char *val)
-{
-    struct gc_result r;
-    char what[160];
-
-    snprintf(what, sizeof(what), "Set %s%s", key, txn ? " in a txn" : "");
-    kv_set_r(c, txn, key, val, DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
-    cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
-    Buffdb__Kv__SetResponse *m =
-        buffdb__kv__set_response__unpack(NULL, r.msgs[0].len, r.msgs[0].data);
-    cr_assert_not_null(m, "%s: undecodable SetResponse", what);
-    expect_bytes(m->key, key, strlen(key), what);
-    buffdb__kv__set_response__free_unpacked(m, NULL);
-    pid_t pid = r.worker_pid;
-    gc_result_free(&r);
-    return pid;
-}
-
-static void
-kv_del_ok(struct gc_conn *c, const char *txn, const char *key)
-{
-    struct gc_result r;
-    char what[160];
-
-    snprintf(what, sizeof(what), "Delete %s%s", key, txn ? " in a txn" : "");
-    kv_del_r(c, txn, key, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
-    cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
-    gc_result_free(&r);
-}
-
-/* kv_expect - assert key's value as seen with txn (NULL: outside) */
-static void
-kv_expect(struct gc_conn *c, const char *txn, const char *key,
-          const char *val)
-{
-    struct gc_result r;
-    char what[160];
-
-    snprintf(what, sizeof(what), "Get %s%s", key, txn ? " in a txn" : "");
-    kv_get_r(c, txn, key, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
-    cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
-    Buffdb__Kv__GetResponse *m =
-        buffdb__kv__get_response__unpack(NULL, r.msgs[0].len, r.msgs[0].data);
-    cr_assert_not_null(m, "%s: undecodable GetResponse", what);
-    expect_bytes(m->value, val, strlen(val), what);
-    buffdb__kv__get_response__free_unpacked(m, NULL);
-    gc_result_free(&r);
-}
-
-static void
-kv_expect_missing(struct gc_conn *c, const char *txn, const char *key)
-{
-    struct gc_result r;
-    char what[160];
-
-    snprintf(what, sizeof(what), "Get %s%s (expected missing)", key,
-             txn ? " in a txn" : "");
-    kv_get_r(c, txn, key, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, what);
-    cr_assert_eq(r.n, 0);
-    gc_result_free(&r);
 }
 
 /* kv_lookup - 1 and the value in buf if key exists, 0 if not (asserts
@@ -507,24 +182,11 @@ kv_expect_missing(struct gc_conn *c, const char *txn, const char *key)
 static int
 kv_lookup(struct gc_conn *c, const char *key, char *buf, size_t cap)
 {
-    struct gc_result r;
-    int found = 0;
+    char *v = kc_kv_value(c, key);
+    int found = v != NULL;
 
-    kv_get_r(c, NULL, key, &r);
-    cr_assert(r.code == GRPC_STATUS_OK || r.code == GRPC_STATUS_NOT_FOUND,
-              "Get %s: %s (\"%s\")", key, gc_status_name(r.code), r.details);
-    buf[0] = '\0';
-    if (r.code == GRPC_STATUS_OK) {
-        cr_assert_eq(r.n, 1);
-        Buffdb__Kv__GetResponse *m = buffdb__kv__get_response__unpack(
-            NULL, r.msgs[0].len, r.msgs[0].data);
-        cr_assert_not_null(m);
-        snprintf(buf, cap, "%.*s", (int)m->value.len,
-                 (const char *)m->value.data);
-        buffdb__kv__get_response__free_unpacked(m, NULL);
-        found = 1;
-    }
-    gc_result_free(&r);
+    snprintf(buf, cap, "%s", found ? v : "");
+    free(v);
     return found;
 }
 
@@ -537,7 +199,7 @@ blob_store_ok(struct gc_conn *c, const char *txn, const void *data,
     const char *what = txn ? "Blob.Store in a txn" : "Blob.Store";
 
     blob_store_r(c, txn, data, len, meta, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
     Buffdb__Blob__StoreResponse *m = buffdb__blob__store_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
@@ -559,7 +221,7 @@ blob_update_ok(struct gc_conn *c, const char *txn, uint64_t id,
     snprintf(what, sizeof(what), "Blob.Update %" PRIu64 "%s", id,
              txn ? " in a txn" : "");
     blob_update_r(c, txn, id, data, len, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
     gc_result_free(&r);
 }
@@ -573,7 +235,7 @@ blob_del_ok(struct gc_conn *c, const char *txn, uint64_t id)
     snprintf(what, sizeof(what), "Blob.Delete %" PRIu64 "%s", id,
              txn ? " in a txn" : "");
     blob_del_r(c, txn, id, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
     gc_result_free(&r);
 }
@@ -590,17 +252,17 @@ blob_expect(struct gc_conn *c, const char *txn, uint64_t id, const char *data,
     snprintf(what, sizeof(what), "Blob.Get %" PRIu64 "%s", id,
              txn ? " in a txn" : "");
     blob_get_r(c, txn, id, &r);
-    expect_status(&r, GRPC_STATUS_OK, what);
+    kc_expect_status(&r, GRPC_STATUS_OK, what);
     cr_assert_eq(r.n, 1, "%s: %zu responses", what, r.n);
     Buffdb__Blob__GetResponse *m = buffdb__blob__get_response__unpack(
         NULL, r.msgs[0].len, r.msgs[0].data);
     cr_assert_not_null(m, "%s: undecodable GetResponse", what);
-    expect_bytes(m->bytes, data, strlen(data), what);
+    kc_expect_bytes(m->bytes, data, strlen(data), what);
     if (meta != NULL) {
         cr_assert_eq(m->_metadata_case,
                      BUFFDB__BLOB__GET_RESPONSE___METADATA_METADATA,
                      "%s: metadata absent, expected \"%s\"", what, meta);
-        expect_bytes(m->metadata, meta, strlen(meta), what);
+        kc_expect_bytes(m->metadata, meta, strlen(meta), what);
     }
     buffdb__blob__get_response__free_unpacked(m, NULL);
     gc_result_free(&r);
@@ -615,7 +277,7 @@ blob_expect_missing(struct gc_conn *c, const char *txn, uint64_t id)
     snprintf(what, sizeof(what), "Blob.Get %" PRIu64 "%s (expected missing)",
              id, txn ? " in a txn" : "");
     blob_get_r(c, txn, id, &r);
-    expect_status(&r, GRPC_STATUS_NOT_FOUND, what);
+    kc_expect_status(&r, GRPC_STATUS_NOT_FOUND, what);
     cr_assert_eq(r.n, 0);
     gc_result_free(&r);
 }
@@ -646,45 +308,6 @@ blob_lookup(struct gc_conn *c, uint64_t id, char *buf, size_t cap)
     return found;
 }
 
-/* ---- reaching a particular worker ----------------------------------------- */
-
-/* conn_probe - a fresh connection and the worker it reached (a Set of a
- * probe key, deadline_ms); *pid 0 if the probe did not answer */
-static struct gc_conn *
-conn_probe(struct ts_server *s, int deadline_ms, pid_t *pid)
-{
-    struct gc_conn *c = conn_to(s);
-    struct gc_result r;
-
-    kv_set_r(c, NULL, "probe", "p", deadline_ms, &r);
-    *pid = r.code == GRPC_STATUS_OK ? r.worker_pid : 0;
-    gc_result_free(&r);
-    return c;
-}
-
-/* conn_find - a fresh connection served by worker pid (other 0) or by a
- * worker other than pid (other 1), within FIND_TRIES connections; asserts
- * it found one.  *got: its worker. */
-static struct gc_conn *
-conn_find(struct ts_server *s, pid_t pid, int other, int deadline_ms,
-          pid_t *got)
-{
-    for (int i = 0; i < FIND_TRIES; i++) {
-        pid_t p;
-        struct gc_conn *c = conn_probe(s, deadline_ms, &p);
-        if (p != 0 && (other ? p != pid : p == pid)) {
-            if (got != NULL)
-                *got = p;
-            return c;
-        }
-        gc_close(c);
-    }
-    cr_assert_fail("%d fresh connections, none reached %s worker %ld",
-                   FIND_TRIES, other ? "a worker other than" : "the",
-                   (long)pid);
-    return NULL;
-}
-
 /* ============================================================================
  * Visibility
  * ========================================================================== */
@@ -692,33 +315,33 @@ conn_find(struct ts_server *s, pid_t pid, int other, int deadline_ms,
 Test(txn, commit_makes_every_write_visible_to_other_connections)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
 
     uint64_t old = blob_store_ok(c2, NULL, "old-bytes", 9, "meta");
-    char *t = txn_begin(c1);
-    kv_set_ok(c1, t, "c-k1", "v1");
-    kv_set_ok(c1, t, "c-k2", "v2");
-    kv_set_ok(c1, t, "c-k3", "v3");
+    char *t = kc_txn_begin(c1);
+    kc_kv_set_ok(c1, t, "c-k1", "v1");
+    kc_kv_set_ok(c1, t, "c-k2", "v2");
+    kc_kv_set_ok(c1, t, "c-k3", "v3");
     uint64_t nid = blob_store_ok(c1, t, "stored-in-txn", 13, "m2");
     cr_assert_neq(nid, old);
     blob_update_ok(c1, t, old, "updated-in-txn", 14);
 
     /* nothing shows outside before the commit */
-    kv_expect_missing(c2, NULL, "c-k1");
-    kv_expect_missing(c2, NULL, "c-k2");
-    kv_expect_missing(c2, NULL, "c-k3");
+    kc_kv_expect_missing(c2, NULL, "c-k1");
+    kc_kv_expect_missing(c2, NULL, "c-k2");
+    kc_kv_expect_missing(c2, NULL, "c-k3");
     blob_expect_missing(c2, NULL, nid);
     blob_expect(c2, NULL, old, "old-bytes", "meta");
 
     txn_commit_ok(c1, t);
 
     /* everything shows after it, on every connection */
-    struct gc_conn *c3 = conn_to(s);
+    struct gc_conn *c3 = kc_conn_to(s);
     struct gc_conn *each[3] = {c1, c2, c3};
     for (int i = 0; i < 3; i++) {
-        kv_expect(each[i], NULL, "c-k1", "v1");
-        kv_expect(each[i], NULL, "c-k2", "v2");
-        kv_expect(each[i], NULL, "c-k3", "v3");
+        kc_kv_expect(each[i], NULL, "c-k1", "v1");
+        kc_kv_expect(each[i], NULL, "c-k2", "v2");
+        kc_kv_expect(each[i], NULL, "c-k3", "v3");
         blob_expect(each[i], NULL, nid, "stored-in-txn", "m2");
         blob_expect(each[i], NULL, old, "updated-in-txn", "meta");
     }
@@ -732,50 +355,50 @@ Test(txn, commit_makes_every_write_visible_to_other_connections)
 Test(txn, rollback_makes_no_write_visible_and_frees_the_locks)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
 
-    kv_set_ok(c2, NULL, "r-old", "old");
-    kv_set_ok(c2, NULL, "r-gone", "still here");
+    kc_kv_set_ok(c2, NULL, "r-old", "old");
+    kc_kv_set_ok(c2, NULL, "r-gone", "still here");
     uint64_t b = blob_store_ok(c2, NULL, "blob-before", 11, NULL);
     uint64_t d = blob_store_ok(c2, NULL, "to-delete", 9, NULL);
 
-    char *t = txn_begin(c1);
-    kv_set_ok(c1, t, "r-new", "new");
-    kv_set_ok(c1, t, "r-old", "changed");
-    kv_del_ok(c1, t, "r-gone");
+    char *t = kc_txn_begin(c1);
+    kc_kv_set_ok(c1, t, "r-new", "new");
+    kc_kv_set_ok(c1, t, "r-old", "changed");
+    kc_kv_del_ok(c1, t, "r-gone");
     uint64_t nid = blob_store_ok(c1, t, "never", 5, NULL);
     blob_update_ok(c1, t, b, "blob-after", 10);
     blob_del_ok(c1, t, d);
     txn_rollback_ok(c1, t);
 
-    struct gc_conn *c3 = conn_to(s);
+    struct gc_conn *c3 = kc_conn_to(s);
     struct gc_conn *each[3] = {c1, c2, c3};
     for (int i = 0; i < 3; i++) {
-        kv_expect_missing(each[i], NULL, "r-new");
-        kv_expect(each[i], NULL, "r-old", "old");
-        kv_expect(each[i], NULL, "r-gone", "still here");
+        kc_kv_expect_missing(each[i], NULL, "r-new");
+        kc_kv_expect(each[i], NULL, "r-old", "old");
+        kc_kv_expect(each[i], NULL, "r-gone", "still here");
         blob_expect_missing(each[i], NULL, nid);
         blob_expect(each[i], NULL, b, "blob-before", NULL);
         blob_expect(each[i], NULL, d, "to-delete", NULL);
     }
     /* its id is over: a further op says so */
     struct gc_result r;
-    kv_get_r(c2, t, "r-old", &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "rolled back",
-                "Get in a rolled-back transaction");
+    kc_kv_get_r(c2, t, "r-old", &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "rolled back",
+                   "Get in a rolled-back transaction");
     gc_result_free(&r);
 
     /* its locks are gone: writes outside do not wait (lock_wait is 5 s) */
-    kv_set_r(c2, NULL, "r-old", "after", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set of a key the rollback freed");
+    kc_kv_set_r(c2, NULL, "r-old", "after", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of a key the rollback freed");
     cr_assert_lt(r.elapsed_ms, 1500, "the Set waited %ld ms", r.elapsed_ms);
     gc_result_free(&r);
     blob_update_r(c2, NULL, b, "x", 1, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Update of a blob the rollback freed");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Update of a blob the rollback freed");
     cr_assert_lt(r.elapsed_ms, 1500, "the Update waited %ld ms",
                  r.elapsed_ms);
     gc_result_free(&r);
-    kv_expect(c3, NULL, "r-old", "after");
+    kc_kv_expect(c3, NULL, "r-old", "after");
     free(t);
     gc_close(c1);
     gc_close(c2);
@@ -786,18 +409,18 @@ Test(txn, rollback_makes_no_write_visible_and_frees_the_locks)
 Test(txn, reads_inside_see_own_writes_and_outside_see_committed_data)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
 
-    kv_set_ok(c2, NULL, "y-a", "A0");
-    kv_set_ok(c2, NULL, "y-b", "B0");
+    kc_kv_set_ok(c2, NULL, "y-a", "A0");
+    kc_kv_set_ok(c2, NULL, "y-b", "B0");
     uint64_t b1 = blob_store_ok(c2, NULL, "one", 3, "m1");
     uint64_t b2 = blob_store_ok(c2, NULL, "two", 3, NULL);
 
-    char *t = txn_begin(c1);
-    kv_set_ok(c1, t, "y-a", "A1");
-    kv_set_ok(c1, t, "y-a", "A2"); /* the last write wins */
-    kv_del_ok(c1, t, "y-b");
-    kv_set_ok(c1, t, "y-new", "N");
+    char *t = kc_txn_begin(c1);
+    kc_kv_set_ok(c1, t, "y-a", "A1");
+    kc_kv_set_ok(c1, t, "y-a", "A2"); /* the last write wins */
+    kc_kv_del_ok(c1, t, "y-b");
+    kc_kv_set_ok(c1, t, "y-new", "N");
     blob_update_ok(c1, t, b1, "ONE", 3);
     blob_del_ok(c1, t, b2);
     uint64_t b3 = blob_store_ok(c1, t, "three", 5, "m3");
@@ -805,27 +428,27 @@ Test(txn, reads_inside_see_own_writes_and_outside_see_committed_data)
     /* inside, from its own connection and from another: its own writes */
     struct gc_conn *in[2] = {c1, c2};
     for (int i = 0; i < 2; i++) {
-        kv_expect(in[i], t, "y-a", "A2");
-        kv_expect_missing(in[i], t, "y-b");
-        kv_expect(in[i], t, "y-new", "N");
-        kv_expect_missing(in[i], t, "y-none");
+        kc_kv_expect(in[i], t, "y-a", "A2");
+        kc_kv_expect_missing(in[i], t, "y-b");
+        kc_kv_expect(in[i], t, "y-new", "N");
+        kc_kv_expect_missing(in[i], t, "y-none");
         blob_expect(in[i], t, b1, "ONE", "m1");
         blob_expect_missing(in[i], t, b2);
         blob_expect(in[i], t, b3, "three", "m3");
     }
     /* outside, even on the transaction's own connection: committed data */
     for (int i = 0; i < 2; i++) {
-        kv_expect(in[i], NULL, "y-a", "A0");
-        kv_expect(in[i], NULL, "y-b", "B0");
-        kv_expect_missing(in[i], NULL, "y-new");
+        kc_kv_expect(in[i], NULL, "y-a", "A0");
+        kc_kv_expect(in[i], NULL, "y-b", "B0");
+        kc_kv_expect_missing(in[i], NULL, "y-new");
         blob_expect(in[i], NULL, b1, "one", "m1");
         blob_expect(in[i], NULL, b2, "two", NULL);
         blob_expect_missing(in[i], NULL, b3);
     }
     txn_commit_ok(c2, t);
-    kv_expect(c1, NULL, "y-a", "A2");
-    kv_expect_missing(c1, NULL, "y-b");
-    kv_expect(c1, NULL, "y-new", "N");
+    kc_kv_expect(c1, NULL, "y-a", "A2");
+    kc_kv_expect_missing(c1, NULL, "y-b");
+    kc_kv_expect(c1, NULL, "y-new", "N");
     blob_expect(c1, NULL, b1, "ONE", "m1");
     blob_expect_missing(c1, NULL, b2);
     blob_expect(c1, NULL, b3, "three", "m3");
@@ -844,28 +467,28 @@ Test(txn, begin_write_and_commit_on_different_workers)
     struct ts_server *s = ts_start(NULL);
     pid_t p1, p2, p3, pb, pw;
 
-    struct gc_conn *c1 = conn_probe(s, DEADLINE_MS, &p1);
+    struct gc_conn *c1 = kc_conn_probe(s, KC_DEADLINE_MS, &p1);
     cr_assert_neq(p1, 0, "no worker pid in the metadata");
-    struct gc_conn *c2 = conn_find(s, p1, 1, DEADLINE_MS, &p2);
-    struct gc_conn *c3 = conn_find(s, p1, 0, DEADLINE_MS, &p3);
+    struct gc_conn *c2 = kc_conn_find(s, p1, KC_OTHER, KC_DEADLINE_MS, &p2);
+    struct gc_conn *c3 = kc_conn_find(s, p1, KC_SAME, KC_DEADLINE_MS, &p3);
     cr_assert_neq(p1, p2);
 
-    char *t = txn_begin_ex(c1, -1, -1, &pb);
+    char *t = kc_txn_begin_ex(c1, -1, -1, &pb);
     cr_assert_eq(pb, p1, "Begin served by %ld, not %ld", (long)pb, (long)p1);
-    pw = kv_set_ok(c2, t, "x-1", "one");
+    pw = kc_kv_set_ok(c2, t, "x-1", "one");
     cr_assert_eq(pw, p2, "Set served by %ld, not %ld", (long)pw, (long)p2);
-    kv_set_ok(c2, t, "x-2", "two");
+    kc_kv_set_ok(c2, t, "x-2", "two");
     uint64_t id = blob_store_ok(c2, t, "blob-x", 6, NULL);
     /* the worker that began it reads what another worker wrote in it */
-    kv_expect(c1, t, "x-1", "one");
+    kc_kv_expect(c1, t, "x-1", "one");
     blob_expect(c1, t, id, "blob-x", NULL);
-    kv_expect_missing(c3, NULL, "x-1");
+    kc_kv_expect_missing(c3, NULL, "x-1");
     /* and a third connection (on the first worker) commits it */
     txn_commit_ok(c3, t);
     struct gc_conn *each[3] = {c1, c2, c3};
     for (int i = 0; i < 3; i++) {
-        kv_expect(each[i], NULL, "x-1", "one");
-        kv_expect(each[i], NULL, "x-2", "two");
+        kc_kv_expect(each[i], NULL, "x-1", "one");
+        kc_kv_expect(each[i], NULL, "x-2", "two");
         blob_expect(each[i], NULL, id, "blob-x", NULL);
     }
     cr_log_info("begin on worker %ld, writes on %ld, commit on %ld",
@@ -884,11 +507,11 @@ Test(txn, begin_write_and_commit_on_different_workers)
 Test(txn, blob_store_in_a_transaction_reserves_its_id)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
 
     uint64_t base = blob_store_ok(c2, NULL, "base", 4, NULL);
-    char *ta = txn_begin(c1);
-    char *tb = txn_begin(c2);
+    char *ta = kc_txn_begin(c1);
+    char *tb = kc_txn_begin(c2);
     uint64_t a = blob_store_ok(c1, ta, "from-A", 6, NULL);
     uint64_t b = blob_store_ok(c2, tb, "from-B", 6, NULL);
     uint64_t p = blob_store_ok(c1, NULL, "plain", 5, NULL);
@@ -913,13 +536,13 @@ Test(txn, blob_store_in_a_transaction_reserves_its_id)
     blob_expect(c2, NULL, base, "base", NULL);
 
     /* a rolled-back Store's id is spent */
-    char *tc = txn_begin(c1);
+    char *tc = kc_txn_begin(c1);
     uint64_t r = blob_store_ok(c1, tc, "rolled", 6, NULL);
     cr_assert(r != a && r != b && r != p && r != base);
     txn_rollback_ok(c2, tc);
     blob_expect_missing(c1, NULL, r);
     uint64_t n1 = blob_store_ok(c1, NULL, "after-1", 7, NULL);
-    char *td = txn_begin(c2);
+    char *td = kc_txn_begin(c2);
     uint64_t n2 = blob_store_ok(c2, td, "after-2", 7, NULL);
     txn_commit_ok(c2, td);
     uint64_t n3 = blob_store_ok(c2, NULL, "after-3", 7, NULL);
@@ -950,41 +573,41 @@ Test(txn, timeout_ms_expires_the_transaction_and_frees_its_locks)
     /* lock_wait is the default 5 s: a Set that had to wait for the lock
      * would take that long */
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct gc_result r;
 
-    char *t = txn_begin_ex(c1, -1, 500, NULL);
-    kv_set_ok(c1, t, "e-key", "in-txn");
+    char *t = kc_txn_begin_ex(c1, -1, 500, NULL);
+    kc_kv_set_ok(c1, t, "e-key", "in-txn");
     uint64_t bid = blob_store_ok(c2, NULL, "e-blob", 6, NULL);
     blob_update_ok(c1, t, bid, "in-txn", 6);
     ts_sleep_ms(2000);
 
     /* first, before anything touches the transaction: the master expired
      * it and freed its locks */
-    kv_set_r(c2, NULL, "e-key", "outside", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set of the expired txn's key");
+    kc_kv_set_r(c2, NULL, "e-key", "outside", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of the expired txn's key");
     cr_assert_lt(r.elapsed_ms, 1500, "the Set waited %ld ms for the lock",
                  r.elapsed_ms);
     gc_result_free(&r);
     blob_update_r(c2, NULL, bid, "outside", 7, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Update of the expired txn's blob");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Update of the expired txn's blob");
     cr_assert_lt(r.elapsed_ms, 1500, "the Update waited %ld ms",
                  r.elapsed_ms);
     gc_result_free(&r);
 
-    kv_set_r(c1, t, "e-other", "x", DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "expired",
-                "Set in an expired transaction");
+    kc_kv_set_r(c1, t, "e-other", "x", KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "expired",
+                   "Set in an expired transaction");
     gc_result_free(&r);
-    kv_get_r(c2, t, "e-key", &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "expired",
-                "Get in an expired transaction");
+    kc_kv_get_r(c2, t, "e-key", &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "expired",
+                   "Get in an expired transaction");
     gc_result_free(&r);
     txn_end_refused(c1, t, 1, "expired");
     txn_end_refused(c2, t, 0, "expired");
 
-    kv_expect(c1, NULL, "e-key", "outside");
-    kv_expect_missing(c1, NULL, "e-other");
+    kc_kv_expect(c1, NULL, "e-key", "outside");
+    kc_kv_expect_missing(c1, NULL, "e-other");
     blob_expect(c1, NULL, bid, "outside", NULL);
     cr_assert(ts_log_has(s, "expired"), "the master did not log the expiry");
     free(t);
@@ -997,32 +620,32 @@ Test(txn, transaction_timeout_from_the_config_applies_by_default)
 {
     struct ts_opts o = {.config = "transaction_timeout = 1s\n"};
     struct ts_server *s = ts_start(&o);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct gc_result r;
 
-    char *t = txn_begin(c1);                          /* 1 s, the config */
-    char *tl = txn_begin_ex(c2, -1, 60000, NULL);     /* a minute, asked */
-    kv_set_ok(c1, t, "d-key", "in-txn");
-    kv_set_ok(c2, tl, "d-long", "kept");
+    char *t = kc_txn_begin(c1);                          /* 1 s, the config */
+    char *tl = kc_txn_begin_ex(c2, -1, 60000, NULL);     /* a minute, asked */
+    kc_kv_set_ok(c1, t, "d-key", "in-txn");
+    kc_kv_set_ok(c2, tl, "d-long", "kept");
     ts_sleep_ms(2500);
 
-    kv_set_r(c2, NULL, "d-key", "outside", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set of the expired txn's key");
+    kc_kv_set_r(c2, NULL, "d-key", "outside", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of the expired txn's key");
     cr_assert_lt(r.elapsed_ms, 1500, "the Set waited %ld ms for the lock",
                  r.elapsed_ms);
     gc_result_free(&r);
-    kv_get_r(c1, t, "d-key", &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "expired",
-                "Get in a transaction past transaction_timeout");
+    kc_kv_get_r(c1, t, "d-key", &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "expired",
+                   "Get in a transaction past transaction_timeout");
     gc_result_free(&r);
     txn_end_refused(c1, t, 1, "expired");
 
     /* timeout_ms overrides the configured default */
-    kv_set_ok(c1, tl, "d-long-2", "kept too");
+    kc_kv_set_ok(c1, tl, "d-long-2", "kept too");
     txn_commit_ok(c1, tl);
-    kv_expect(c2, NULL, "d-long", "kept");
-    kv_expect(c2, NULL, "d-long-2", "kept too");
-    kv_expect(c2, NULL, "d-key", "outside");
+    kc_kv_expect(c2, NULL, "d-long", "kept");
+    kc_kv_expect(c2, NULL, "d-long-2", "kept too");
+    kc_kv_expect(c2, NULL, "d-key", "outside");
     free(t);
     free(tl);
     gc_close(c1);
@@ -1037,59 +660,59 @@ Test(txn, transaction_timeout_from_the_config_applies_by_default)
 Test(txn, read_only_transaction_reads_and_refuses_writes)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct gc_result r;
 
-    kv_set_ok(c2, NULL, "o-key", "value");
+    kc_kv_set_ok(c2, NULL, "o-key", "value");
     uint64_t bid = blob_store_ok(c2, NULL, "o-blob", 6, NULL);
-    char *t = txn_begin_ex(c1, 1, -1, NULL);
+    char *t = kc_txn_begin_ex(c1, 1, -1, NULL);
 
-    kv_expect(c1, t, "o-key", "value");
-    kv_expect_missing(c2, t, "o-none");
+    kc_kv_expect(c1, t, "o-key", "value");
+    kc_kv_expect_missing(c2, t, "o-none");
     blob_expect(c2, t, bid, "o-blob", NULL);
 
-    kv_set_r(c1, t, "o-key", "changed", DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
-                "Set in a read-only transaction");
+    kc_kv_set_r(c1, t, "o-key", "changed", KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
+                   "Set in a read-only transaction");
     gc_result_free(&r);
-    kv_set_r(c1, t, "o-new", "new", DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
-                "Set of a new key in a read-only transaction");
+    kc_kv_set_r(c1, t, "o-new", "new", KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
+                   "Set of a new key in a read-only transaction");
     gc_result_free(&r);
-    kv_del_r(c1, t, "o-key", &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
-                "Delete in a read-only transaction");
+    kc_kv_del_r(c1, t, "o-key", &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
+                   "Delete in a read-only transaction");
     gc_result_free(&r);
     blob_store_r(c1, t, "nope", 4, NULL, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
-                "Blob.Store in a read-only transaction");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
+                   "Blob.Store in a read-only transaction");
     gc_result_free(&r);
     blob_update_r(c1, t, bid, "nope", 4, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
-                "Blob.Update in a read-only transaction");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
+                   "Blob.Update in a read-only transaction");
     gc_result_free(&r);
     blob_del_r(c1, t, bid, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
-                "Blob.Delete in a read-only transaction");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "read-only",
+                   "Blob.Delete in a read-only transaction");
     gc_result_free(&r);
 
     /* still usable for reads; committing it changes nothing */
-    kv_expect(c1, t, "o-key", "value");
+    kc_kv_expect(c1, t, "o-key", "value");
     txn_commit_ok(c1, t);
-    kv_expect(c2, NULL, "o-key", "value");
-    kv_expect_missing(c2, NULL, "o-new");
+    kc_kv_expect(c2, NULL, "o-key", "value");
+    kc_kv_expect_missing(c2, NULL, "o-new");
     blob_expect(c2, NULL, bid, "o-blob", NULL);
     /* and it locked nothing: writes outside do not wait */
-    kv_set_r(c2, NULL, "o-key", "after", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set after the read-only txn");
+    kc_kv_set_r(c2, NULL, "o-key", "after", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set after the read-only txn");
     cr_assert_lt(r.elapsed_ms, 1500);
     gc_result_free(&r);
 
     /* read_only = false, given explicitly, allows writes */
-    char *tw = txn_begin_ex(c1, 0, -1, NULL);
-    kv_set_ok(c1, tw, "o-new", "written");
+    char *tw = kc_txn_begin_ex(c1, 0, -1, NULL);
+    kc_kv_set_ok(c1, tw, "o-new", "written");
     txn_commit_ok(c1, tw);
-    kv_expect(c2, NULL, "o-new", "written");
+    kc_kv_expect(c2, NULL, "o-new", "written");
     free(t);
     free(tw);
     gc_close(c1);
@@ -1105,59 +728,60 @@ Test(txn, write_write_conflict_aborts_after_lock_wait)
 {
     struct ts_opts o = {.config = "lock_wait = 1s\n"};
     struct ts_server *s = ts_start(&o);
-    struct gc_conn *c1 = conn_to(s), *c2 = conn_to(s), *c3 = conn_to(s);
+    struct gc_conn *c1 = kc_conn_to(s), *c2 = kc_conn_to(s);
+    struct gc_conn *c3 = kc_conn_to(s);
     struct gc_result r;
 
     uint64_t bid = blob_store_ok(c2, NULL, "w-blob", 6, NULL);
-    char *ta = txn_begin(c1);
-    kv_set_ok(c1, ta, "w-key", "A");
+    char *ta = kc_txn_begin(c1);
+    kc_kv_set_ok(c1, ta, "w-key", "A");
     blob_update_ok(c1, ta, bid, "A-blob", 6);
 
     /* a write outside waits lock_wait, then ABORTED naming the key */
-    kv_set_r(c2, NULL, "w-key", "X", DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_ABORTED, "w-key",
-                "Set of a key a transaction holds");
+    kc_kv_set_r(c2, NULL, "w-key", "X", KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_ABORTED, "w-key",
+                   "Set of a key a transaction holds");
     cr_assert_geq(r.elapsed_ms, 800, "gave up after %ld ms, before lock_wait",
                   r.elapsed_ms);
     cr_assert_lt(r.elapsed_ms, 5000, "took %ld ms", r.elapsed_ms);
     gc_result_free(&r);
-    kv_del_r(c3, NULL, "w-key", &r);
-    expect_fail(&r, GRPC_STATUS_ABORTED, "w-key",
-                "Delete of a key a transaction holds");
+    kc_kv_del_r(c3, NULL, "w-key", &r);
+    kc_expect_fail(&r, GRPC_STATUS_ABORTED, "w-key",
+                   "Delete of a key a transaction holds");
     cr_assert_geq(r.elapsed_ms, 800);
     cr_assert_lt(r.elapsed_ms, 5000);
     gc_result_free(&r);
     blob_update_r(c2, NULL, bid, "X-blob", 6, &r);
-    expect_status(&r, GRPC_STATUS_ABORTED,
-                  "Update of a blob a transaction holds");
+    kc_expect_status(&r, GRPC_STATUS_ABORTED,
+                     "Update of a blob a transaction holds");
     cr_assert_geq(r.elapsed_ms, 800);
     cr_assert_lt(r.elapsed_ms, 5000);
     gc_result_free(&r);
 
     /* so does another transaction */
-    char *tb = txn_begin(c3);
-    kv_set_r(c3, tb, "w-key", "B", DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_ABORTED, "w-key",
-                "Set in a second transaction of a key the first holds");
+    char *tb = kc_txn_begin(c3);
+    kc_kv_set_r(c3, tb, "w-key", "B", KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_ABORTED, "w-key",
+                   "Set in a second transaction of a key the first holds");
     cr_assert_geq(r.elapsed_ms, 800, "gave up after %ld ms", r.elapsed_ms);
     cr_assert_lt(r.elapsed_ms, 5000, "took %ld ms", r.elapsed_ms);
     gc_result_free(&r);
-    kv_expect_missing(c2, NULL, "w-key");
+    kc_kv_expect_missing(c2, NULL, "w-key");
     blob_expect(c2, NULL, bid, "w-blob", NULL);
 
     /* A commits; its locks go, and everyone may write */
     txn_commit_ok(c1, ta);
-    kv_expect(c2, NULL, "w-key", "A");
+    kc_kv_expect(c2, NULL, "w-key", "A");
     blob_expect(c2, NULL, bid, "A-blob", NULL);
-    kv_set_r(c2, NULL, "w-key", "X2", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set after the commit");
+    kc_kv_set_r(c2, NULL, "w-key", "X2", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set after the commit");
     cr_assert_lt(r.elapsed_ms, 800, "the Set waited %ld ms", r.elapsed_ms);
     gc_result_free(&r);
-    kv_expect(c3, NULL, "w-key", "X2");
+    kc_kv_expect(c3, NULL, "w-key", "X2");
     /* B, whose write failed, is still open and may now take the key */
-    kv_set_ok(c3, tb, "w-key", "B2");
+    kc_kv_set_ok(c3, tb, "w-key", "B2");
     txn_rollback_ok(c3, tb);
-    kv_expect(c1, NULL, "w-key", "X2");
+    kc_kv_expect(c1, NULL, "w-key", "X2");
     free(ta);
     free(tb);
     gc_close(c1);
@@ -1179,7 +803,7 @@ crossing_main(void *arg)
     struct crossing *x = arg;
 
     pthread_barrier_wait(x->start);
-    kv_set_r(x->c, x->txn, x->key, x->val, DEADLINE_MS, &x->r);
+    kc_kv_set_r(x->c, x->txn, x->key, x->val, KC_DEADLINE_MS, &x->r);
     return NULL;
 }
 
@@ -1192,13 +816,13 @@ Test(txn, opposite_lock_orders_cannot_hang)
     pthread_t th[2];
 
     /* A and B on different workers, so their calls really overlap */
-    struct gc_conn *ca = conn_probe(s, DEADLINE_MS, &pa);
+    struct gc_conn *ca = kc_conn_probe(s, KC_DEADLINE_MS, &pa);
     cr_assert_neq(pa, 0);
-    struct gc_conn *cb = conn_find(s, pa, 1, DEADLINE_MS, &pb);
-    char *ta = txn_begin(ca);
-    char *tb = txn_begin(cb);
-    kv_set_ok(ca, ta, "dl-1", "A");
-    kv_set_ok(cb, tb, "dl-2", "B");
+    struct gc_conn *cb = kc_conn_find(s, pa, KC_OTHER, KC_DEADLINE_MS, &pb);
+    char *ta = kc_txn_begin(ca);
+    char *tb = kc_txn_begin(cb);
+    kc_kv_set_ok(ca, ta, "dl-1", "A");
+    kc_kv_set_ok(cb, tb, "dl-2", "B");
 
     struct crossing x[2] = {{ca, ta, "dl-2", "A", {0}, &bar},
                             {cb, tb, "dl-1", "B", {0}, &bar}};
@@ -1233,16 +857,16 @@ Test(txn, opposite_lock_orders_cannot_hang)
     txn_rollback_ok(ca, ta);
     txn_rollback_ok(cb, tb);
     struct gc_result r;
-    kv_set_r(ca, NULL, "dl-1", "free", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set of dl-1 after both rollbacks");
+    kc_kv_set_r(ca, NULL, "dl-1", "free", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of dl-1 after both rollbacks");
     cr_assert_lt(r.elapsed_ms, 800);
     gc_result_free(&r);
-    kv_set_r(cb, NULL, "dl-2", "free", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set of dl-2 after both rollbacks");
+    kc_kv_set_r(cb, NULL, "dl-2", "free", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of dl-2 after both rollbacks");
     cr_assert_lt(r.elapsed_ms, 800);
     gc_result_free(&r);
-    kv_expect(cb, NULL, "dl-1", "free");
-    kv_expect(ca, NULL, "dl-2", "free");
+    kc_kv_expect(cb, NULL, "dl-1", "free");
+    kc_kv_expect(ca, NULL, "dl-2", "free");
     free(ta);
     free(tb);
     gc_close(ca);
@@ -1257,7 +881,7 @@ Test(txn, opposite_lock_orders_cannot_hang)
 Test(txn, end_of_unknown_malformed_or_ended_ids_says_which)
 {
     struct ts_server *s = ts_start(NULL);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct gc_result r;
     char unknown[37];
 
@@ -1267,46 +891,46 @@ Test(txn, end_of_unknown_malformed_or_ended_ids_says_which)
     txn_end_refused(c, "nope", 1, "unknown transaction_id");
     txn_end_refused(c, "nope", 0, "unknown transaction_id");
 
-    char *tc = txn_begin(c);
-    kv_set_ok(c, tc, "u-key", "committed");
+    char *tc = kc_txn_begin(c);
+    kc_kv_set_ok(c, tc, "u-key", "committed");
     txn_commit_ok(c2, tc);
     txn_end_refused(c, tc, 1, "already committed");
     txn_end_refused(c2, tc, 0, "already committed");
 
-    char *tr = txn_begin(c);
-    kv_set_ok(c, tr, "u-rolled", "never");
+    char *tr = kc_txn_begin(c);
+    kc_kv_set_ok(c, tr, "u-rolled", "never");
     txn_rollback_ok(c, tr);
     txn_end_refused(c2, tr, 1, "already rolled back");
     txn_end_refused(c, tr, 0, "already rolled back");
 
     /* an operation naming any of them fails FAILED_PRECONDITION */
-    kv_set_r(c, unknown, "u-key", "x", DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
-                "Set with an unknown id");
+    kc_kv_set_r(c, unknown, "u-key", "x", KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
+                   "Set with an unknown id");
     gc_result_free(&r);
-    kv_get_r(c, unknown, "u-key", &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
-                "Get with an unknown id");
+    kc_kv_get_r(c, unknown, "u-key", &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
+                   "Get with an unknown id");
     gc_result_free(&r);
     blob_store_r(c, unknown, "x", 1, NULL, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
-                "Blob.Store with an unknown id");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
+                   "Blob.Store with an unknown id");
     gc_result_free(&r);
-    kv_del_r(c, "nope", "u-key", &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
-                "Delete with a malformed id");
+    kc_kv_del_r(c, "nope", "u-key", &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "unknown transaction",
+                   "Delete with a malformed id");
     gc_result_free(&r);
-    kv_set_r(c2, tc, "u-key", "x", DEADLINE_MS, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "already committed",
-                "Set with a committed id");
+    kc_kv_set_r(c2, tc, "u-key", "x", KC_DEADLINE_MS, &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "already committed",
+                   "Set with a committed id");
     gc_result_free(&r);
     blob_get_r(c2, tr, 1, &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "already rolled back",
-                "Blob.Get with a rolled-back id");
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "already rolled back",
+                   "Blob.Get with a rolled-back id");
     gc_result_free(&r);
 
-    kv_expect(c2, NULL, "u-key", "committed");
-    kv_expect_missing(c2, NULL, "u-rolled");
+    kc_kv_expect(c2, NULL, "u-key", "committed");
+    kc_kv_expect_missing(c2, NULL, "u-rolled");
     blob_expect_missing(c2, NULL, 1);
     free(tc);
     free(tr);
@@ -1319,25 +943,6 @@ Test(txn, end_of_unknown_malformed_or_ended_ids_says_which)
  * kill -9
  * ========================================================================== */
 
-/* fresh_worker - wait up to timeout_ms for a worker that listens and is
- * not in old[0..nold); its pid or 0 */
-static pid_t
-fresh_worker(struct ts_server *s, const pid_t *old, int nold, int timeout_ms)
-{
-    long until = ts_now_ms() + timeout_ms;
-
-    while (ts_now_ms() < until) {
-        pid_t l[64], now[TS_MAX_WORKERS];
-        int nl = ts_listening_pids(s, l, 64);
-        int n = ts_worker_pids(s, now, TS_MAX_WORKERS);
-        for (int i = 0; i < n; i++)
-            if (!pid_in(now[i], old, nold) && pid_in(now[i], l, nl))
-                return now[i];
-        ts_sleep_ms(20);
-    }
-    return 0;
-}
-
 Test(txn, killed_worker_rolls_back_its_transaction_and_frees_its_locks)
 {
     struct ts_server *s = ts_start(NULL);
@@ -1347,18 +952,18 @@ Test(txn, killed_worker_rolls_back_its_transaction_and_frees_its_locks)
 
     int nold = ts_worker_pids(s, old, TS_MAX_WORKERS);
     cr_assert_eq(nold, 2);
-    struct gc_conn *cb = conn_probe(s, DEADLINE_MS, &w);
-    cr_assert(pid_in(w, old, nold), "served by %ld, not a worker", (long)w);
-    struct gc_conn *cw = conn_find(s, w, 0, DEADLINE_MS, NULL);
-    struct gc_conn *co = conn_find(s, w, 1, DEADLINE_MS, &other);
+    struct gc_conn *cb = kc_conn_probe(s, KC_DEADLINE_MS, &w);
+    cr_assert(kc_pid_in(w, old, nold), "served by %ld, not a worker", (long)w);
+    struct gc_conn *cw = kc_conn_find(s, w, KC_SAME, KC_DEADLINE_MS, NULL);
+    struct gc_conn *co = kc_conn_find(s, w, KC_OTHER, KC_DEADLINE_MS, &other);
 
-    kv_set_ok(co, NULL, "kw-1", "old-1");
+    kc_kv_set_ok(co, NULL, "kw-1", "old-1");
     uint64_t bid = blob_store_ok(co, NULL, "kw-blob", 7, NULL);
     /* begun on W, written through another connection to W */
-    char *t = txn_begin_ex(cb, -1, -1, &pb);
+    char *t = kc_txn_begin_ex(cb, -1, -1, &pb);
     cr_assert_eq(pb, w);
-    cr_assert_eq(kv_set_ok(cw, t, "kw-1", "txn-1"), w);
-    cr_assert_eq(kv_set_ok(cw, t, "kw-2", "txn-2"), w);
+    cr_assert_eq(kc_kv_set_ok(cw, t, "kw-1", "txn-1"), w);
+    cr_assert_eq(kc_kv_set_ok(cw, t, "kw-2", "txn-2"), w);
     blob_update_ok(cw, t, bid, "txn-blob", 8);
     uint64_t nid = blob_store_ok(cw, t, "txn-new", 7, NULL);
 
@@ -1371,45 +976,45 @@ Test(txn, killed_worker_rolls_back_its_transaction_and_frees_its_locks)
               ts_tail(s, 3000));
 
     /* its writes never appear; its locks are free at once (lock_wait 5 s) */
-    kv_expect(co, NULL, "kw-1", "old-1");
-    kv_expect_missing(co, NULL, "kw-2");
+    kc_kv_expect(co, NULL, "kw-1", "old-1");
+    kc_kv_expect_missing(co, NULL, "kw-2");
     blob_expect(co, NULL, bid, "kw-blob", NULL);
     blob_expect_missing(co, NULL, nid);
-    kv_set_r(co, NULL, "kw-1", "new-1", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set of a key the dead txn held");
+    kc_kv_set_r(co, NULL, "kw-1", "new-1", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of a key the dead txn held");
     cr_assert_lt(r.elapsed_ms, 1500, "the Set waited %ld ms", r.elapsed_ms);
     gc_result_free(&r);
-    kv_set_r(co, NULL, "kw-2", "new-2", DEADLINE_MS, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Set of a key the dead txn held");
+    kc_kv_set_r(co, NULL, "kw-2", "new-2", KC_DEADLINE_MS, &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of a key the dead txn held");
     cr_assert_lt(r.elapsed_ms, 1500, "the Set waited %ld ms", r.elapsed_ms);
     gc_result_free(&r);
     blob_update_r(co, NULL, bid, "new-blob", 8, &r);
-    expect_status(&r, GRPC_STATUS_OK, "Update of a blob the dead txn held");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Update of a blob the dead txn held");
     cr_assert_lt(r.elapsed_ms, 1500, "the Update waited %ld ms",
                  r.elapsed_ms);
     gc_result_free(&r);
 
     /* its id: rolled back */
     txn_end_refused(co, t, 1, "rolled back");
-    kv_get_r(co, t, "kw-1", &r);
-    expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "rolled back",
-                "Get in the dead worker's transaction");
+    kc_kv_get_r(co, t, "kw-1", &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "rolled back",
+                   "Get in the dead worker's transaction");
     gc_result_free(&r);
-    kv_expect(co, NULL, "kw-1", "new-1");
-    kv_expect(co, NULL, "kw-2", "new-2");
+    kc_kv_expect(co, NULL, "kw-1", "new-1");
+    kc_kv_expect(co, NULL, "kw-2", "new-2");
     blob_expect(co, NULL, bid, "new-blob", NULL);
     blob_expect_missing(co, NULL, nid);
 
     /* the replacement serves, transactions included */
-    pid_t fresh = fresh_worker(s, old, nold, 15000);
+    pid_t fresh = kc_fresh_worker(s, old, nold, 15000);
     cr_assert_neq(fresh, 0, "no replacement worker listened\n%s",
                   ts_tail(s, 3000));
-    struct gc_conn *cf = conn_find(s, fresh, 0, DEADLINE_MS, NULL);
-    kv_expect(cf, NULL, "kw-1", "new-1");
-    char *t2 = txn_begin(cf);
-    kv_set_ok(cf, t2, "kw-1", "after");
+    struct gc_conn *cf = kc_conn_find(s, fresh, KC_SAME, KC_DEADLINE_MS, NULL);
+    kc_kv_expect(cf, NULL, "kw-1", "new-1");
+    char *t2 = kc_txn_begin(cf);
+    kc_kv_set_ok(cf, t2, "kw-1", "after");
     txn_commit_ok(cf, t2);
-    kv_expect(co, NULL, "kw-1", "after");
+    kc_kv_expect(co, NULL, "kw-1", "after");
     cr_log_info("killed worker %ld; %ld took over, %ld replaced it", (long)w,
                 (long)other, (long)fresh);
     free(t);
@@ -1439,16 +1044,16 @@ Test(txn, owner_death_during_an_op_on_another_worker_leaks_nothing)
 
     int nold = ts_worker_pids(s, old, TS_MAX_WORKERS);
     cr_assert_eq(nold, 2);
-    struct gc_conn *cw = conn_probe(s, DEADLINE_MS, &w);
+    struct gc_conn *cw = kc_conn_probe(s, KC_DEADLINE_MS, &w);
     cr_assert_neq(w, 0);
-    struct gc_conn *cx = conn_find(s, w, 1, DEADLINE_MS, &x);
-    struct gc_conn *cx2 = conn_find(s, w, 1, DEADLINE_MS, &x2);
+    struct gc_conn *cx = kc_conn_find(s, w, KC_OTHER, KC_DEADLINE_MS, &x);
+    struct gc_conn *cx2 = kc_conn_find(s, w, KC_OTHER, KC_DEADLINE_MS, &x2);
     cr_assert_eq(x, x2);
 
-    char *ta = txn_begin(cx); /* A, begun on X, holds the key */
-    kv_set_ok(cx, ta, "of-key", "A");
-    char *t = txn_begin(cw); /* T, begun on W */
-    kv_set_ok(cw, t, "of-other", "T");
+    char *ta = kc_txn_begin(cx); /* A, begun on X, holds the key */
+    kc_kv_set_ok(cx, ta, "of-key", "A");
+    char *t = kc_txn_begin(cw); /* T, begun on W */
+    kc_kv_set_ok(cw, t, "of-other", "T");
 
     /* T's Set of the key waits on X for A */
     struct crossing op = {cx2, t, "of-key", "T", {0}, &bar};
@@ -1463,9 +1068,9 @@ Test(txn, owner_death_during_an_op_on_another_worker_leaks_nothing)
     cr_assert(ts_wait_log(s, line, 1, 5000));
     cr_assert(ts_wait_log(s, "rolled back 1 transaction", 1, 5000),
               "T was not rolled back\n%s", ts_tail(s, 3000));
-    pid_t fresh = fresh_worker(s, old, nold, 5000);
+    pid_t fresh = kc_fresh_worker(s, old, nold, 5000);
     cr_assert_neq(fresh, 0, "no replacement worker\n%s", ts_tail(s, 3000));
-    struct gc_conn *cf = conn_find(s, fresh, 0, 1000, NULL);
+    struct gc_conn *cf = kc_conn_find(s, fresh, KC_SAME, 1000, NULL);
     txn_end_refused(cf, t, 1, "rolled back");
     /* A ends: the key is free, and T's waiting Set gets it */
     txn_commit_ok(cf, ta);
@@ -1476,17 +1081,17 @@ Test(txn, owner_death_during_an_op_on_another_worker_leaks_nothing)
                 op.r.elapsed_ms);
 
     /* nobody holds the key now: a write does not wait */
-    kv_set_r(cf, NULL, "of-key", "after", DEADLINE_MS, &r);
+    kc_kv_set_r(cf, NULL, "of-key", "after", KC_DEADLINE_MS, &r);
     cr_log_info("Set of the key after T and A ended: %s (%s) after %ld ms",
                 gc_status_name(r.code), r.details, r.elapsed_ms);
-    expect_status(&r, GRPC_STATUS_OK, "Set of the key after T and A ended");
+    kc_expect_status(&r, GRPC_STATUS_OK, "Set of the key after T and A ended");
     cr_assert_lt(r.elapsed_ms, 2000, "the Set waited %ld ms", r.elapsed_ms);
     gc_result_free(&r);
     cr_assert_neq(op.r.code, GRPC_STATUS_OK,
                   "a Set in the rolled-back transaction succeeded");
     gc_result_free(&op.r);
-    kv_expect(cx, NULL, "of-key", "after");
-    kv_expect_missing(cx, NULL, "of-other");
+    kc_kv_expect(cx, NULL, "of-key", "after");
+    kc_kv_expect_missing(cx, NULL, "of-other");
     free(t);
     free(ta);
     gc_close(cw);
@@ -1494,41 +1099,6 @@ Test(txn, owner_death_during_an_op_on_another_worker_leaks_nothing)
     gc_close(cx2);
     gc_close(cf);
     ts_stop_ok(s);
-}
-
-/* kill_server - SIGKILL the master and every worker, wait until all are
- * gone (bounded), check the log */
-static void
-kill_server(struct ts_server *s)
-{
-    pid_t w[TS_MAX_WORKERS];
-    int n = ts_worker_pids(s, w, TS_MAX_WORKERS);
-
-    cr_assert_gt(n, 0, "no worker to kill");
-    cr_assert_eq(ts_signal(s, SIGKILL), 0);
-    for (int i = 0; i < n; i++)
-        kill(w[i], SIGKILL);
-    cr_assert(ts_wait_exit(s, 10000), "the master survived SIGKILL");
-    long until = ts_now_ms() + 10000;
-    for (int i = 0; i < n; i++)
-        while (ts_pid_alive(w[i]) && ts_now_ms() < until)
-            ts_sleep_ms(10);
-    for (int i = 0; i < n; i++)
-        cr_assert(!ts_pid_alive(w[i]), "worker %ld survived SIGKILL",
-                  (long)w[i]);
-    ts_stop(s); /* reaps; nothing left to signal */
-    ts_assert_log_clean(s);
-}
-
-/* restart - a new server (new port, new log) on the stores of old */
-static struct ts_server *
-restart(struct ts_server *old, char **kv, char **blob)
-{
-    *kv = ts_path(old, "kv_store.db");
-    *blob = ts_path(old, "blob_store.db");
-    const char *args[] = {"--kv-store", *kv, "--blob-store", *blob, NULL};
-    struct ts_opts o = {.no_stores = 1, .args = args};
-    return ts_start(&o);
 }
 
 /* wait_file - until path exists (bounded); 1 if it does */
@@ -1570,22 +1140,22 @@ crash_in_commit(const char *point, struct ts_server **first, uint64_t *upd,
     unsetenv("BUFFDB_INJECT_ONCE");
     *first = s;
 
-    struct gc_conn *c = conn_to(s);
-    pid_t w = kv_set_ok(c, NULL, "cr-old", "old");
+    struct gc_conn *c = kc_conn_to(s);
+    pid_t w = kc_kv_set_ok(c, NULL, "cr-old", "old");
     *upd = blob_store_ok(c, NULL, "old-bytes", 9, "m-old");
-    char *t = txn_begin(c);
+    char *t = kc_txn_begin(c);
     blob_update_ok(c, t, *upd, "new-bytes", 9);
     *stored = blob_store_ok(c, t, "stored-bytes", 12, "m-new");
-    kv_set_ok(c, t, "cr-1", "v1");
-    kv_set_ok(c, t, "cr-2", "v2");
-    kv_set_ok(c, t, "cr-old", "new");
+    kc_kv_set_ok(c, t, "cr-1", "v1");
+    kc_kv_set_ok(c, t, "cr-2", "v2");
+    kc_kv_set_ok(c, t, "cr-old", "new");
 
     /* the Commit, left hanging in the injected sleep */
     Buffdb__Kv__CommitTransactionRequest m =
         BUFFDB__KV__COMMIT_TRANSACTION_REQUEST__INIT;
-    m.transaction_id = S(t);
+    m.transaction_id = kc_str(t);
     struct gc_buf b = gc_pack(&m.base);
-    struct gc_stream *st = gc_stream_start(c, KV_COMMIT, 60000);
+    struct gc_stream *st = gc_stream_start(c, KC_KV_COMMIT, 60000);
     cr_assert_not_null(st);
     cr_assert_eq(gc_stream_send(st, &b), 0, "could not send the Commit");
     free(b.data);
@@ -1597,7 +1167,7 @@ crash_in_commit(const char *point, struct ts_server **first, uint64_t *upd,
     /* what the other worker shows meanwhile: before the commit point
      * nothing of the transaction (its blobs are in place, but readers get
      * the before-images); after it, all of it */
-    struct gc_conn *co = conn_find(s, w, 1, 1000, NULL);
+    struct gc_conn *co = kc_conn_find(s, w, KC_OTHER, 1000, NULL);
     char got[64];
     int has_upd = blob_lookup(co, *upd, got, sizeof(got));
     int has_stored = blob_lookup(co, *stored, got + 32, 32);
@@ -1618,7 +1188,7 @@ crash_in_commit(const char *point, struct ts_server **first, uint64_t *upd,
                  has_kv ? "visible" : "invisible");
     gc_close(co);
 
-    kill_server(s);
+    kc_kill_server(s);
     struct gc_result r = {0};
     gc_stream_finish(st, &r);
     cr_assert_neq(r.code, GRPC_STATUS_OK,
@@ -1631,7 +1201,7 @@ crash_in_commit(const char *point, struct ts_server **first, uint64_t *upd,
     th_rmrf(idir);
     free(idir);
     free(once);
-    return restart(s, kv, blob);
+    return kc_restart(s, kv, blob);
 }
 
 Test(txn, crash_before_the_commit_point_leaves_nothing)
@@ -1642,20 +1212,20 @@ Test(txn, crash_before_the_commit_point_leaves_nothing)
 
     struct ts_server *s = crash_in_commit("txn-commit-prepared", &first, &upd,
                                           &stored, &kv, &blob);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct gc_conn *each[2] = {c, c2};
     for (int i = 0; i < 2; i++) {
         blob_expect(each[i], NULL, upd, "old-bytes", "m-old");
         blob_expect_missing(each[i], NULL, stored);
-        kv_expect_missing(each[i], NULL, "cr-1");
-        kv_expect_missing(each[i], NULL, "cr-2");
-        kv_expect(each[i], NULL, "cr-old", "old");
+        kc_kv_expect_missing(each[i], NULL, "cr-1");
+        kc_kv_expect_missing(each[i], NULL, "cr-2");
+        kc_kv_expect(each[i], NULL, "cr-old", "old");
     }
     /* the stored id stays spent; the keys and blob are free */
     uint64_t next = blob_store_ok(c, NULL, "later", 5, NULL);
     cr_assert_gt(next, stored, "id %" PRIu64 " given out after the spent %"
                  PRIu64, next, stored);
-    kv_set_ok(c2, NULL, "cr-1", "later");
+    kc_kv_set_ok(c2, NULL, "cr-1", "later");
     blob_update_ok(c2, NULL, upd, "later", 5);
     blob_expect(c, NULL, upd, "later", "m-old");
     gc_close(c);
@@ -1674,20 +1244,20 @@ Test(txn, crash_after_the_commit_point_keeps_everything)
 
     struct ts_server *s = crash_in_commit("txn-commit-done", &first, &upd,
                                           &stored, &kv, &blob);
-    struct gc_conn *c = conn_to(s), *c2 = conn_to(s);
+    struct gc_conn *c = kc_conn_to(s), *c2 = kc_conn_to(s);
     struct gc_conn *each[2] = {c, c2};
     for (int i = 0; i < 2; i++) {
         blob_expect(each[i], NULL, upd, "new-bytes", "m-old");
         blob_expect(each[i], NULL, stored, "stored-bytes", "m-new");
-        kv_expect(each[i], NULL, "cr-1", "v1");
-        kv_expect(each[i], NULL, "cr-2", "v2");
-        kv_expect(each[i], NULL, "cr-old", "new");
+        kc_kv_expect(each[i], NULL, "cr-1", "v1");
+        kc_kv_expect(each[i], NULL, "cr-2", "v2");
+        kc_kv_expect(each[i], NULL, "cr-old", "new");
     }
     uint64_t next = blob_store_ok(c, NULL, "later", 5, NULL);
     cr_assert_gt(next, stored);
     blob_update_ok(c2, NULL, stored, "later", 5);
-    kv_set_ok(c2, NULL, "cr-1", "later");
-    kv_expect(c, NULL, "cr-1", "later");
+    kc_kv_set_ok(c2, NULL, "cr-1", "later");
+    kc_kv_expect(c, NULL, "cr-1", "later");
     gc_close(c);
     gc_close(c2);
     ts_stop_ok(s);
@@ -1743,18 +1313,18 @@ loop_main(void *arg)
         const char *step = "Begin";
         loop_keys(i, a, b, va, vb, blob);
 
-        int rc = begin_r(c, -1, -1, id, &r);
+        int rc = kc_begin_r(c, -1, -1, id, &r);
         if (rc == 0) {
             __atomic_store_n(&L->tried, i + 1, __ATOMIC_SEQ_CST);
             gc_result_free(&r);
             step = "Set a";
-            kv_set_r(c, id, a, va, 10000, &r);
+            kc_kv_set_r(c, id, a, va, 10000, &r);
             rc = r.code == GRPC_STATUS_OK ? 0 : -1;
         }
         if (rc == 0) {
             gc_result_free(&r);
             step = "Set b";
-            kv_set_r(c, id, b, vb, 10000, &r);
+            kc_kv_set_r(c, id, b, vb, 10000, &r);
             rc = r.code == GRPC_STATUS_OK ? 0 : -1;
         }
         if (rc == 0) {
@@ -1780,7 +1350,7 @@ loop_main(void *arg)
             step = "Commit";
             L->tx[i].commit_sent = 1;
             __atomic_store_n(&L->committing, i + 1, __ATOMIC_SEQ_CST);
-            int ok = end_r(c, id, 1, err, sizeof(err), 10000, &r);
+            int ok = kc_end_r(c, id, 1, err, sizeof(err), 10000, &r);
             __atomic_store_n(&L->committing, 0, __ATOMIC_SEQ_CST);
             if (ok == 1) {
                 L->tx[i].acked = 1;
@@ -1832,7 +1402,7 @@ Test(txn, crash_during_a_stream_of_commits_is_all_or_nothing)
         sched_yield();
     int acked_at_kill = __atomic_load_n(&L->acked, __ATOMIC_SEQ_CST);
     int in_flight = __atomic_load_n(&L->committing, __ATOMIC_SEQ_CST);
-    kill_server(s);
+    kc_kill_server(s);
     __atomic_store_n(&L->stop, 1, __ATOMIC_SEQ_CST);
     pthread_join(th, NULL);
     cr_assert_geq(acked_at_kill, 8, "only %d commits acknowledged before the "
@@ -1842,8 +1412,8 @@ Test(txn, crash_during_a_stream_of_commits_is_all_or_nothing)
                 "%d begun; the committer: %s", acked_at_kill, in_flight,
                 L->tried, L->why);
 
-    struct ts_server *s2 = restart(s, &kv, &blob);
-    struct gc_conn *c = conn_to(s2);
+    struct ts_server *s2 = kc_restart(s, &kv, &blob);
+    struct gc_conn *c = kc_conn_to(s2);
     uint64_t maxid = 0;
     int committed = 0, absent = 0;
     int is_committed[LOOP_N] = {0};
