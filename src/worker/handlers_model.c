@@ -2001,23 +2001,27 @@ verify_request(struct call *c, const uint8_t *data, size_t len)
         for (; i < nparts && parts[i].file < f; i++)
             ;
         for (; i < nparts && parts[i].file == f; i++) {
-            uint64_t id, size;
+            uint64_t id;
             void *d;
             size_t dl, ml;
             char *meta = NULL;
             uint8_t dg[32];
             if (msg[0] != '\0')
                 continue;
-            if (blob_id_of(mi, &parts[i], &id) != 0 ||
-                bfdb_model_part_find(w->blob, parts[i].sha, &id, &size) !=
-                    BFDB_OK) {
-                snprintf(msg, sizeof(msg), "part %u is missing",
+            /* the blob the version names (as Pull reads it) */
+            if (blob_id_of(mi, &parts[i], &id) != 0) {
+                snprintf(msg, sizeof(msg), "part %u has no blob id",
                          parts[i].part);
                 continue;
             }
             rc = bfdb_blob_get(w->blob, id, BFDB_MODEL_PART_SIZE, &d, &dl,
                                &meta, &ml);
             free(meta);
+            if (rc == BFDB_ENOTFOUND) {
+                snprintf(msg, sizeof(msg), "part %u is missing (blob %" PRIu64
+                         " is gone)", parts[i].part, id);
+                continue;
+            }
             if (rc != BFDB_OK) {
                 snprintf(msg, sizeof(msg), "part %u: %s", parts[i].part,
                          bfdb_store_errmsg(w->blob));
