@@ -103,21 +103,19 @@ load_def(bfdb_store *s, const char *name, struct ixdef *d)
     int rc;
 
     memset(d, 0, sizeof(*d));
-    rc = sqlite3_prepare_v2(s->db,
-                            "SELECT id, type, uniq, value_type, json_path,"
-                            " key_prefix FROM buffdb_index WHERE name = ?1",
-                            -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return store_fail(s, rc, "could not read the index definitions");
+    if ((rc = store_cached(s, "SELECT id, type, uniq, value_type, json_path,"
+                              " key_prefix FROM buffdb_index WHERE name = ?1",
+                           &st)) != BFDB_OK)
+        return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
-        sqlite3_finalize(st);
+        sqlite3_reset(st);
         return store_failf(s, BFDB_ENOTFOUND, "no index named \"%s\"", name);
     }
     if (rc != SQLITE_ROW) {
         rc = store_fail(s, rc, "could not read the index definitions");
-        sqlite3_finalize(st);
+        sqlite3_reset(st);
         return rc;
     }
     d->id = sqlite3_column_int64(st, 0);
@@ -126,7 +124,7 @@ load_def(bfdb_store *s, const char *name, struct ixdef *d)
     d->vtype = sqlite3_column_int(st, 3);
     d->path = dup_col(st, 4, NULL);
     d->prefix = dup_col(st, 5, &d->plen);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (d->path == NULL || d->prefix == NULL) {
         ixdef_clear(d);
         return store_failf(s, BFDB_ENOMEM, "out of memory");
@@ -210,10 +208,10 @@ norm_value(bfdb_store *s, int vtype, const char *text, size_t len,
     sqlite3_free(e);
     if (sql == NULL)
         return store_failf(s, BFDB_ENOMEM, "out of memory");
-    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    rc = store_cached(s, sql, &st);
     sqlite3_free(sql);
-    if (rc != SQLITE_OK)
-        return store_fail(s, rc, "could not prepare a value conversion");
+    if (rc != BFDB_OK)
+        return rc;
     sqlite3_bind_text64(st, 1, len ? text : "", (sqlite3_uint64)len,
                         SQLITE_STATIC, SQLITE_UTF8);
     rc = sqlite3_step(st);
@@ -224,7 +222,7 @@ norm_value(bfdb_store *s, int vtype, const char *text, size_t len,
     } else {
         rc = store_fail(s, rc, "could not convert a value");
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc;
 }
 
@@ -812,10 +810,8 @@ iter_open(bfdb_store *s, const char *name, int range, const char *lo,
         rc = store_failf(s, BFDB_ENOMEM, "out of memory");
         goto out;
     }
-    if ((rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL)) != SQLITE_OK) {
-        rc = store_fail(s, rc, "could not read the index");
+    if ((rc = store_cached(s, sql, &st)) != BFDB_OK)
         goto out;
-    }
     if (vlo)
         sqlite3_bind_value(st, 1, vlo);
     if (vhi)
@@ -833,8 +829,8 @@ iter_open(bfdb_store *s, const char *name, int range, const char *lo,
     s->busy = 1;
     rc = BFDB_OK;
 out:
-    if (st)
-        sqlite3_finalize(st);
+    if (st) /* the store keeps it (store_cached) */
+        sqlite3_reset(st);
     sqlite3_free(sql);
     sqlite3_value_free(vlo);
     sqlite3_value_free(vhi);
@@ -884,7 +880,8 @@ bfdb_index_iter_close(bfdb_index_iter *it)
 {
     if (it == NULL)
         return;
-    sqlite3_finalize(it->st);
+    sqlite3_reset(it->st); /* the store keeps it (store_cached) */
+    sqlite3_clear_bindings(it->st);
     it->s->busy = 0;
     free(it);
 }

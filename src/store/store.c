@@ -310,6 +310,40 @@ store_stmt(bfdb_store *s, int i)
 }
 
 int
+store_cached(bfdb_store *s, const char *sql, sqlite3_stmt **out)
+{
+    size_t n = sizeof(s->cache) / sizeof(s->cache[0]), victim = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s->cache[i].sql != NULL && strcmp(s->cache[i].sql, sql) == 0) {
+            s->cache[i].used = ++s->cache_tick;
+            sqlite3_reset(s->cache[i].st);
+            sqlite3_clear_bindings(s->cache[i].st);
+            *out = s->cache[i].st;
+            return BFDB_OK;
+        }
+        if (s->cache[i].used < s->cache[victim].used)
+            victim = i;
+    }
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store_fail(s, rc, "could not prepare a statement");
+    char *copy = strdup(sql);
+    if (copy == NULL) {
+        sqlite3_finalize(st);
+        return store_failf(s, BFDB_ENOMEM, "out of memory");
+    }
+    sqlite3_finalize(s->cache[victim].st);
+    free(s->cache[victim].sql);
+    s->cache[victim].sql = copy;
+    s->cache[victim].st = st;
+    s->cache[victim].used = ++s->cache_tick;
+    *out = st;
+    return BFDB_OK;
+}
+
+int
 store_exec_stmt(bfdb_store *s, int i, const char *what)
 {
     sqlite3_stmt *st = s->st[i];
@@ -705,6 +739,10 @@ bfdb_store_close(bfdb_store *s)
         return;
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    for (size_t i = 0; i < sizeof(s->cache) / sizeof(s->cache[0]); i++) {
+        sqlite3_finalize(s->cache[i].st);
+        free(s->cache[i].sql);
+    }
     if (s->db != NULL && sqlite3_close(s->db) != SQLITE_OK)
         sqlite3_close_v2(s->db); /* a statement leaked: close when done */
     free(s->path);

@@ -46,6 +46,12 @@ struct bfdb_store {
     int busy_ms;            /* the busy timeout */
     int raw_dml;            /* the raw statement being prepared writes rows */
     int (*txn_committed)(void *, uint64_t); /* see set_txn_oracle */
+    struct {                /* statements built at run time (store_cached) */
+        char *sql;
+        sqlite3_stmt *st;
+        unsigned long used;
+    } cache[16];
+    unsigned long cache_tick;
     void *txn_arg;
     char errmsg[1024];
 };
@@ -62,6 +68,14 @@ int store_failf(bfdb_store *s, int code, const char *fmt, ...)
 
 /* store_stmt - the reset, unbound statement i */
 sqlite3_stmt *store_stmt(bfdb_store *s, int i);
+
+/*
+ * store_cached - a prepared statement for sql, kept by s for the next call
+ * with the same text (the least recently used of 16 goes): the caller
+ * binds, steps and sqlite3_reset()s it, and never finalizes it.  SQLite
+ * prepares it again by itself after a schema change.
+ */
+int store_cached(bfdb_store *s, const char *sql, sqlite3_stmt **st);
 
 /* store_exec_stmt - step statement i once (no rows expected) and reset */
 int store_exec_stmt(bfdb_store *s, int i, const char *what);
