@@ -41,6 +41,8 @@
 #include "worker/worker.h"
 
 #define MODEL_MAX_FILES 10000
+#define MODEL_FILE_MAX (1ull << 40)   /* 1 TiB: a file */
+#define MODEL_TOTAL_MAX (16ull << 40) /* 16 TiB: a version */
 #define MODEL_PATH_MAX 1024
 #define PULL_CHUNK_DEFAULT (1u << 20)
 #define PULL_CHUNK_MAX ((4u << 20) - (64u << 10))
@@ -267,6 +269,7 @@ struct push_state {
     uint64_t *got;                 /* per file: bytes accounted for */
     uint64_t **blob_ids;           /* per file: parts' blob ids */
     uint32_t *nparts;              /* per file: parts stored */
+    uint32_t *idcap;               /* per file: room in blob_ids[f] */
     uint8_t (*digest)[32];         /* per file, once complete */
     bfdb_sha256 *fh;               /* the current file's running hash */
     bfdb_sha256 *ph;               /* the current part's, alongside */
@@ -327,6 +330,7 @@ push_free(struct push_state *p)
             free(p->blob_ids[i]);
     free(p->blob_ids);
     free(p->nparts);
+    free(p->idcap);
     free(p->digest);
     if (p->fh)
         bfdb_sha256_free(p->fh);
@@ -342,10 +346,21 @@ fsize(const struct push_state *p, uint32_t f)
     return p->hdr->files[f]->size;
 }
 
-static uint32_t
-parts_of(uint64_t size)
+/* add_blob_id - record the blob of file f's next part (the array grows
+ * as parts arrive: a header's sizes are only claims); 0 or -1 */
+static int
+add_blob_id(struct push_state *p, uint32_t f, uint64_t id)
 {
-    return (uint32_t)((size + BFDB_MODEL_PART_SIZE - 1) / BFDB_MODEL_PART_SIZE);
+    if (p->nparts[f] == p->idcap[f]) {
+        uint32_t nc = p->idcap[f] ? p->idcap[f] * 2 : 16;
+        uint64_t *nv = realloc(p->blob_ids[f], nc * sizeof(*nv));
+        if (nv == NULL)
+            return -1;
+        p->blob_ids[f] = nv;
+        p->idcap[f] = nc;
+    }
+    p->blob_ids[f][p->nparts[f]++] = id;
+    return 0;
 }
 
 /* push_abandon - a push that cannot finish (digest mismatch): forget it
@@ -412,7 +427,10 @@ store_part(struct call *c, struct push_state *p)
         h_store_fail(c, rc, bfdb_store_errmsg(w->kv));
         return -1;
     }
-    p->blob_ids[p->cur][p->nparts[p->cur]++] = id;
+    if (add_blob_id(p, p->cur, id) != 0) {
+        call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
     p->gpart++;
     p->buflen = 0;
     return 0;
@@ -503,7 +521,11 @@ push_resume_prefix(struct call *c, struct push_state *p,
             }
             bfdb_sha256_update(h, data, mp->size);
             free(data);
-            p->blob_ids[f][p->nparts[f]++] = id;
+            if (add_blob_id(p, f, id) != 0) {
+                bfdb_sha256_free(h);
+                call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                return -1;
+            }
             p->got[f] += mp->size;
             p->gpart++;
             want_part++;
@@ -596,7 +618,18 @@ push_header(struct call *c, struct push_state *p, Buffdb__Model__PushHeader *h)
                           "twice", h_printable(&f->path, buf, sizeof(buf)));
                 return -1;
             }
+        if (f->size > MODEL_FILE_MAX) {
+            call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "file %s: %" PRIu64
+                      " bytes is more than a file may hold (1 TiB)",
+                      h_printable(&f->path, buf, sizeof(buf)), f->size);
+            return -1;
+        }
         p->total += f->size;
+        if (p->total > MODEL_TOTAL_MAX) {
+            call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the files add up to "
+                      "more than a version may hold (16 TiB)");
+            return -1;
+        }
     }
     char *have = NULL;
     int rc = bfdb_model_resolve(w->kv, p->name, p->version, NULL, &have);
@@ -665,20 +698,14 @@ push_header(struct call *c, struct push_state *p, Buffdb__Model__PushHeader *h)
     p->got = calloc(p->nfiles, sizeof(*p->got));
     p->blob_ids = calloc(p->nfiles, sizeof(*p->blob_ids));
     p->nparts = calloc(p->nfiles, sizeof(*p->nparts));
+    p->idcap = calloc(p->nfiles, sizeof(*p->idcap));
     p->digest = calloc(p->nfiles, sizeof(*p->digest));
     p->buf = malloc(BFDB_MODEL_PART_SIZE);
     if (p->hdr == NULL || p->got == NULL || p->blob_ids == NULL ||
-        p->nparts == NULL || p->digest == NULL || p->buf == NULL) {
+        p->nparts == NULL || p->idcap == NULL || p->digest == NULL ||
+        p->buf == NULL) {
         call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
-    }
-    for (uint32_t f = 0; f < p->nfiles; f++) {
-        uint32_t np = parts_of(fsize(p, f));
-        if ((p->blob_ids[f] = calloc(np ? np : 1, sizeof(uint64_t))) ==
-            NULL) {
-            call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-            return -1;
-        }
     }
 
     /* an unfinished push of the same files resumes; another is replaced */
@@ -1037,8 +1064,9 @@ info_build(struct call *c, struct push_state *p, struct info_build *b)
         fi->sha256 = bin(b->hexes[f]);
         fi->n_blob_ids = p->nparts[f];
         fi->blob_ids = p->blob_ids[f];
-        memcpy(b->all_ids + k, p->blob_ids[f],
-               p->nparts[f] * sizeof(uint64_t));
+        if (p->nparts[f] > 0)
+            memcpy(b->all_ids + k, p->blob_ids[f],
+                   p->nparts[f] * sizeof(uint64_t));
         k += p->nparts[f];
         b->fptr[f] = fi;
         b->formats[f] = "";

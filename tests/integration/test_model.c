@@ -2541,3 +2541,61 @@ Test(model, kill_during_a_push_keeps_held_parts_and_no_orphans)
     gc_close(c);
     ts_stop_ok(s2);
 }
+
+/* A header's sizes are only claims: past the limits they are refused, and
+ * within them they cost nothing until bytes arrive. */
+Test(model, sizes_past_the_limits_are_refused_and_claims_cost_nothing)
+{
+    struct ts_server *s = ts_start(NULL);
+    struct gc_conn *c = kc_conn_to(s);
+    struct mfile f[2];
+    struct gc_reqs q = {0};
+    struct gc_result r;
+
+    memset(f, 0, sizeof(f));
+    snprintf(f[0].path, sizeof(f[0].path), "huge.bin");
+    f[0].hdr_sha = "";
+    f[0].size = (size_t)((1ull << 40) + 1); /* one byte past 1 TiB */
+    add_header(&q, "m", "1", f, 1);
+    push_run(c, &q, &r);
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "1 TiB",
+                   "a file past 1 TiB");
+    gc_result_free(&r);
+    gc_reqs_free(&q);
+
+    /* 17 files of 1 TiB: each allowed, together past 16 TiB */
+    struct mfile many[17];
+    memset(many, 0, sizeof(many));
+    for (int i = 0; i < 17; i++) {
+        snprintf(many[i].path, sizeof(many[i].path), "f%d.bin", i);
+        many[i].hdr_sha = "";
+        many[i].size = (size_t)(1ull << 40);
+    }
+    add_header(&q, "m", "1", many, 17);
+    push_run(c, &q, &r);
+    kc_expect_fail(&r, GRPC_STATUS_INVALID_ARGUMENT, "16 TiB",
+                   "files past 16 TiB together");
+    gc_result_free(&r);
+    gc_reqs_free(&q);
+    expect_no_push(c, "m", "1", "after refused headers");
+
+    /* a 1 TiB claim with one real megabyte: held as an unfinished push,
+     * the worker still serving, the claim abandoned by AbortPush */
+    f[0].size = (size_t)(1ull << 40);
+    f[0].data = malloc(MIB);
+    cr_assert_not_null(f[0].data);
+    memset(f[0].data, 0x5a, MIB);
+    add_header(&q, "m", "1", f, 1);
+    add_chunks(&q, 0, &f[0], 0, MIB, MIB);
+    push_run(c, &q, &r);
+    kc_expect_fail(&r, GRPC_STATUS_FAILED_PRECONDITION, "incomplete",
+                   "a 1 TiB claim with 1 MiB sent");
+    gc_result_free(&r);
+    gc_reqs_free(&q);
+    abort_r(c, "m", "1", &r);
+    kc_expect_status(&r, GRPC_STATUS_OK, "AbortPush of the claim");
+    gc_result_free(&r);
+    free(f[0].data);
+    gc_close(c);
+    ts_stop_ok(s);
+}
