@@ -367,6 +367,20 @@ bind_nv(sqlite3_stmt *st, const char *name, const char *version)
     sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
 }
 
+/* shas_nv - the digests sql (?1 name, ?2 version) selects */
+static int
+shas_nv(bfdb_store *s, const char *sql, const char *name,
+        const char *version, uint8_t (**shas)[BFDB_SHA256_LEN], size_t *n)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, sql, &st);
+
+    if (rc != BFDB_OK)
+        return rc;
+    bind_nv(st, name, version);
+    return collect_shas(s, st, shas, n);
+}
+
 /* exec_nv - run sql with ?1 name, ?2 version */
 static int
 exec_nv(bfdb_store *s, const char *sql, const char *name, const char *version,
@@ -512,7 +526,6 @@ int
 bfdb_model_upload_drop(bfdb_store *s, const char *name, const char *version,
                        uint8_t (**shas)[BFDB_SHA256_LEN], size_t *n)
 {
-    sqlite3_stmt *st;
     int rc;
 
     if (shas) {
@@ -524,12 +537,10 @@ bfdb_model_upload_drop(bfdb_store *s, const char *name, const char *version,
     if ((rc = store_begin(s, 1)) != BFDB_OK)
         return rc;
     if (shas) {
-        if ((rc = prep(s, "SELECT DISTINCT sha256 FROM"
-                          " buffdb_model_upload_part WHERE name = ?1 AND"
-                          " version = ?2", &st)) != BFDB_OK)
-            goto fail;
-        bind_nv(st, name, version);
-        if ((rc = collect_shas(s, st, shas, n)) != BFDB_OK)
+        if ((rc = shas_nv(s, "SELECT DISTINCT sha256 FROM"
+                             " buffdb_model_upload_part WHERE name = ?1 AND"
+                             " version = ?2", name, version, shas, n)) !=
+            BFDB_OK)
             goto fail;
     }
     if ((rc = exec_nv(s, "DELETE FROM buffdb_model_upload_part WHERE name ="
@@ -929,7 +940,6 @@ bfdb_model_delete(bfdb_store *s, const char *name, const char *version,
     char key[2 * BFDB_MODEL_NAME_MAX + 32];
     char **al = NULL, **av = NULL;
     size_t nal = 0;
-    sqlite3_stmt *st;
     int rc;
 
     *shas = NULL;
@@ -956,11 +966,9 @@ bfdb_model_delete(bfdb_store *s, const char *name, const char *version,
         if ((rc = kv_del(s, key)) != BFDB_OK)
             goto fail;
     }
-    if ((rc = prep(s, "SELECT DISTINCT sha256 FROM buffdb_model_ref WHERE"
-                      " name = ?1 AND version = ?2", &st)) != BFDB_OK)
-        goto fail;
-    bind_nv(st, name, version);
-    if ((rc = collect_shas(s, st, shas, n)) != BFDB_OK)
+    if ((rc = shas_nv(s, "SELECT DISTINCT sha256 FROM buffdb_model_ref WHERE"
+                         " name = ?1 AND version = ?2", name, version, shas,
+                      n)) != BFDB_OK)
         goto fail;
     if ((rc = exec_nv(s, "DELETE FROM buffdb_model_alias WHERE name = ?1 AND"
                          " version = ?2", name, version,

@@ -154,21 +154,6 @@ path_ok(const ProtobufCBinaryData *b)
     return 1;
 }
 
-static int
-lock_try(struct call *c, const void *name, size_t len, int wait_ms)
-{
-    struct worker *w = c->w;
-    return bfdb_locktab_acquire(w->shm->locktab, name, len, w->pid, 0,
-                                wait_ms, NULL, NULL);
-}
-
-static void
-lock_release(struct call *c, const void *name, size_t len)
-{
-    struct worker *w = c->w;
-    bfdb_locktab_release(w->shm->locktab, name, len, w->pid, 0);
-}
-
 /* free_unused - free each part no version or unfinished push uses, under
  * the "M" lock; counts what went */
 static void
@@ -261,9 +246,8 @@ struct push_state {
     uint8_t *hdr_packed;
     size_t hdr_len;
     char *name, *version;
-    char *lockname;
+    char *lockname;                /* the push lock, while held */
     size_t locklen;
-    int locked;
     uint32_t nfiles;
     uint32_t cur;                  /* the file being received */
     uint64_t *got;                 /* per file: bytes accounted for */
@@ -279,6 +263,49 @@ struct push_state {
     uint32_t gpart;                /* parts so far, all files: metadata */
     int failed;
 };
+
+/*
+ * push_lock_take - the lock "P" name NUL version, without waiting: one
+ * push (or abort, or expiry) of a version at a time.  BFDB_EBUSY if held,
+ * here or on another worker; on BFDB_OK *lock (malloc'd) and *len name it
+ * for push_lock_drop.
+ */
+static int push_active(const char *name, const char *version);
+
+static int
+push_lock_take(struct worker *w, const char *name, const char *version,
+               char **lock, size_t *len)
+{
+    size_t nl = strlen(name), vl = strlen(version);
+    char *ln = malloc(2 + nl + vl);
+    int rc;
+
+    *lock = NULL;
+    if (ln == NULL)
+        return BFDB_ENOMEM;
+    ln[0] = 'P';
+    memcpy(ln + 1, name, nl);
+    ln[1 + nl] = '\0';
+    memcpy(ln + 2 + nl, version, vl);
+    rc = push_active(name, version)
+             ? BFDB_EBUSY
+             : bfdb_locktab_acquire(w->shm->locktab, ln, 2 + nl + vl, w->pid,
+                                    0, 0, NULL, NULL);
+    if (rc != BFDB_OK) {
+        free(ln);
+        return rc;
+    }
+    *lock = ln;
+    *len = 2 + nl + vl;
+    return BFDB_OK;
+}
+
+static void
+push_lock_drop(struct worker *w, char *lock, size_t len)
+{
+    bfdb_locktab_release(w->shm->locktab, lock, len, w->pid, 0);
+    free(lock);
+}
 
 /* The lock table's owner is the worker, and a worker's locks are
  * re-entrant: two pushes (or a push and an abort) of one version on the
@@ -408,20 +435,17 @@ store_part(struct call *c, struct push_state *p)
     snprintf(meta, sizeof(meta), "%s", ms ? ms : "");
     free(ms);
 
-    if (lock_try(c, "M", 1, w->cfg->lock_wait_ms) != BFDB_OK) {
-        call_fail(c, GRPC_STATUS_ABORTED, "model parts are locked longer "
-                  "than lock_wait; try again");
+    if (h_lock(c, NULL, "M", 1, "the model parts") != 0)
         return -1;
-    }
     rc = bfdb_model_part_put(w->blob, mp.sha, p->buf, p->buflen, meta,
                              strlen(meta), &id, &stored);
     if (rc != BFDB_OK) {
-        lock_release(c, "M", 1);
+        h_unlock(c, "M", 1);
         h_store_fail(c, rc, bfdb_store_errmsg(w->blob));
         return -1;
     }
     rc = bfdb_model_upload_add(w->kv, p->name, p->version, &mp);
-    lock_release(c, "M", 1);
+    h_unlock(c, "M", 1);
     if (rc != BFDB_OK) {
         /* a part just stored and named by nobody: the next start frees it */
         h_store_fail(c, rc, bfdb_store_errmsg(w->kv));
@@ -644,19 +668,11 @@ push_header(struct call *c, struct push_state *p, Buffdb__Model__PushHeader *h)
         return -1;
     }
     /* one push of a version at a time */
-    size_t nl = strlen(p->name), vl = strlen(p->version);
-    p->locklen = 1 + nl + 1 + vl;
-    if ((p->lockname = malloc(p->locklen)) == NULL) {
+    rc = push_lock_take(w, p->name, p->version, &p->lockname, &p->locklen);
+    if (rc == BFDB_ENOMEM) {
         call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
-    p->lockname[0] = 'P';
-    memcpy(p->lockname + 1, p->name, nl);
-    p->lockname[1 + nl] = '\0';
-    memcpy(p->lockname + 2 + nl, p->version, vl);
-    rc = push_active(p->name, p->version) ? BFDB_EBUSY
-                                            : lock_try(c, p->lockname,
-                                                       p->locklen, 0);
     if (rc == BFDB_EBUSY) {
         call_fail(c, GRPC_STATUS_ABORTED, "another push of %s:%s is in "
                   "progress", p->name, p->version);
@@ -667,12 +683,12 @@ push_header(struct call *c, struct push_state *p, Buffdb__Model__PushHeader *h)
         return -1;
     }
     if (push_remember(p) != 0) {
-        lock_release(c, p->lockname, p->locklen);
+        push_lock_drop(w, p->lockname, p->locklen);
+        p->lockname = NULL;
         call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many pushes on "
                   "this worker at once");
         return -1;
     }
-    p->locked = 1;
     /* a push of the version may have committed between the check above
      * and the lock */
     rc = bfdb_model_resolve(w->kv, p->name, p->version, NULL, &have);
@@ -1320,8 +1336,10 @@ push_cleanup(struct call *c)
 
     if (p == NULL)
         return;
-    if (p->locked)
-        lock_release(c, p->lockname, p->locklen);
+    if (p->lockname != NULL) {
+        push_lock_drop(c->w, p->lockname, p->locklen);
+        p->lockname = NULL;
+    }
     push_free(p);
     c->state = NULL;
 }
@@ -1672,28 +1690,20 @@ static int
 drop_upload(struct worker *w, const char *name, const char *ver,
             uint64_t *freed, char *err, size_t errlen)
 {
-    size_t nl = strlen(name), vl = strlen(ver);
-    char *ln = malloc(2 + nl + vl);
+    char *ln;
+    size_t lnlen;
     uint8_t (*shas)[BFDB_SHA256_LEN] = NULL;
     size_t n = 0;
     int rc;
 
     *freed = 0;
-    if (ln == NULL) {
+    rc = push_lock_take(w, name, ver, &ln, &lnlen);
+    if (rc == BFDB_ENOMEM) {
         snprintf(err, errlen, "out of memory");
-        return BFDB_ENOMEM;
+        return rc;
     }
-    ln[0] = 'P';
-    memcpy(ln + 1, name, nl);
-    ln[1 + nl] = '\0';
-    memcpy(ln + 2 + nl, ver, vl);
-    rc = push_active(name, ver)
-             ? BFDB_EBUSY
-             : bfdb_locktab_acquire(w->shm->locktab, ln, 2 + nl + vl, w->pid,
-                                    0, 0, NULL, NULL);
     if (rc != BFDB_OK) {
         snprintf(err, errlen, "a push of %s:%s is running", name, ver);
-        free(ln);
         return BFDB_EBUSY;
     }
     rc = bfdb_model_upload_drop(w->kv, name, ver, &shas, &n);
@@ -1703,8 +1713,7 @@ drop_upload(struct worker *w, const char *name, const char *ver,
     } else {
         snprintf(err, errlen, "%s", bfdb_store_errmsg(w->kv));
     }
-    bfdb_locktab_release(w->shm->locktab, ln, 2 + nl + vl, w->pid, 0);
-    free(ln);
+    push_lock_drop(w, ln, lnlen);
     return rc;
 }
 
