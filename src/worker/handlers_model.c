@@ -194,6 +194,27 @@ free_unused(struct worker *w, uint8_t (*shas)[BFDB_SHA256_LEN], size_t n,
     bfdb_locktab_release(w->shm->locktab, "M", 1, w->pid, 0);
 }
 
+/* part_get - the bytes of the blob holding a part (malloc'd) and whether
+ * they are the part's (size and SHA-256, *digest theirs); BFDB_ENOTFOUND
+ * if the blob is gone, another store error with nothing read */
+static int
+part_get(bfdb_store *blob, uint64_t blob_id, const uint8_t sha[32],
+         uint64_t size, void **data, size_t *len, uint8_t digest[32],
+         int *match)
+{
+    size_t mlen;
+    char *meta = NULL;
+    int rc = bfdb_blob_get(blob, blob_id, BFDB_MODEL_PART_SIZE, data, len,
+                           &meta, &mlen);
+
+    free(meta);
+    if (rc != BFDB_OK)
+        return rc;
+    bfdb_sha256_digest(*data, *len, digest);
+    *match = *len == size && memcmp(digest, sha, 32) == 0;
+    return BFDB_OK;
+}
+
 /* read_part - the data of a part, checked against its digest; on failure
  * the call is failed and NULL returned */
 static uint8_t *
@@ -202,15 +223,13 @@ read_part(struct call *c, bfdb_store *blob, uint64_t blob_id,
           int *gone)
 {
     void *data;
-    size_t len, mlen;
-    char *meta = NULL;
+    size_t len;
     uint8_t d[32];
+    int match;
 
     if (gone)
         *gone = 0;
-    int rc = bfdb_blob_get(blob, blob_id, BFDB_MODEL_PART_SIZE, &data, &len,
-                           &meta, &mlen);
-    free(meta);
+    int rc = part_get(blob, blob_id, sha, size, &data, &len, d, &match);
     if (rc == BFDB_ENOTFOUND) {
         if (gone) { /* the caller says why */
             *gone = 1;
@@ -224,8 +243,7 @@ read_part(struct call *c, bfdb_store *blob, uint64_t blob_id,
         h_store_fail(c, rc, bfdb_store_errmsg(blob));
         return NULL;
     }
-    bfdb_sha256_digest(data, len, d);
-    if (len != size || memcmp(d, sha, 32) != 0) {
+    if (!match) {
         char want[65], got[65];
         hex32(sha, want);
         hex32(d, got);
@@ -2040,9 +2058,9 @@ verify_request(struct call *c, const uint8_t *data, size_t len)
         for (; i < nparts && parts[i].file == f; i++) {
             uint64_t id;
             void *d;
-            size_t dl, ml;
-            char *meta = NULL;
+            size_t dl;
             uint8_t dg[32];
+            int match;
             if (msg[0] != '\0')
                 continue;
             /* the blob the version names (as Pull reads it) */
@@ -2051,9 +2069,8 @@ verify_request(struct call *c, const uint8_t *data, size_t len)
                          parts[i].part);
                 continue;
             }
-            rc = bfdb_blob_get(w->blob, id, BFDB_MODEL_PART_SIZE, &d, &dl,
-                               &meta, &ml);
-            free(meta);
+            rc = part_get(w->blob, id, parts[i].sha, parts[i].size, &d, &dl,
+                          dg, &match);
             if (rc == BFDB_ENOTFOUND) {
                 snprintf(msg, sizeof(msg), "part %u is missing (blob %" PRIu64
                          " is gone)", parts[i].part, id);
@@ -2064,8 +2081,7 @@ verify_request(struct call *c, const uint8_t *data, size_t len)
                          bfdb_store_errmsg(w->blob));
                 continue;
             }
-            bfdb_sha256_digest(d, dl, dg);
-            if (dl != parts[i].size || memcmp(dg, parts[i].sha, 32) != 0)
+            if (!match)
                 snprintf(msg, sizeof(msg), "part %u (blob %" PRIu64 ") does "
                          "not match its digest", parts[i].part, id);
             if (h)
