@@ -42,6 +42,12 @@
 #define POLL_TRIES 200   /* x POLL_MS: how long to wait for a push */
 #define POLL_MS 50
 #define RETRY_TRIES 50   /* x 200 ms: a killed push still seen as running */
+/* a push of 16 MiB slowed to 250 ms a 1 MiB chunk (4 s): the server holds
+ * 4 MiB (two parts) after about 2 s, which leaves the test about 2 s to
+ * see it and stop the push before it would have finished, even under
+ * the sanitizers on a loaded machine (60 ms a chunk once let the push
+ * finish first) */
+#define SLOW_PUSH "cli_model_push_chunk:250"
 
 static char *dir;               /* this test's directory, the CLI's cwd */
 static struct ts_server *srv;   /* its server, if any */
@@ -875,7 +881,7 @@ Test(model_cli, killed_push_resumes_and_pulls_identical)
     const char *args[] = {"push", "big", "v1", f, NULL};
 
     /* 1 MiB chunks, 60 ms apart: about 1.5 s in all */
-    pid_t pid = spawn("cli_model_push_chunk:60", args);
+    pid_t pid = spawn(SLOW_PUSH, args);
     wait_held("big", "v1", 4 * MiB);
     cr_assert_eq(kill(pid, SIGKILL), 0);
     cr_assert_eq(reap(pid), 128 + SIGKILL);
@@ -913,7 +919,7 @@ Test(model_cli, interrupted_push_says_so_and_resumes)
     char *small = make_file("small.txt", 10, 42);
     const char *args[] = {"push", "i", "v1", f, small, NULL};
 
-    pid_t pid = spawn("cli_model_push_chunk:60", args);
+    pid_t pid = spawn(SLOW_PUSH, args);
     wait_held("i", "v1", 4 * MiB);
     cr_assert_eq(kill(pid, SIGINT), 0);
     cr_assert_eq(reap(pid), 1, "exit status after SIGINT");
@@ -939,7 +945,7 @@ Test(model_cli, interrupted_push_says_so_and_resumes)
     expect(0, "rm");
 
     /* interrupt again, then resume with the same files */
-    pid = spawn("cli_model_push_chunk:60", args);
+    pid = spawn(SLOW_PUSH, args);
     wait_held("i", "v1", 4 * MiB);
     cr_assert_eq(kill(pid, SIGINT), 0);
     cr_assert_eq(reap(pid), 1);
