@@ -66,10 +66,26 @@ queue_drop(struct call *c)
 }
 
 static void
+flush_unlink(struct call *c)
+{
+    if (!c->flush_wait)
+        return;
+    if (c->fprev)
+        c->fprev->fnext = c->fnext;
+    else
+        c->w->flush = c->fnext;
+    if (c->fnext)
+        c->fnext->fprev = c->fprev;
+    c->fnext = c->fprev = NULL;
+    c->flush_wait = 0;
+}
+
+static void
 call_free(struct call *c)
 {
     struct worker *w = c->w;
 
+    flush_unlink(c);
     if (c->m && c->m->cleanup)
         c->m->cleanup(c);
     queue_drop(c);
@@ -297,12 +313,11 @@ start_write(struct call *c)
         add_initial_md(c, &ops[n++]);
     memset(&ops[n], 0, sizeof(ops[n]));
     ops[n].op = GRPC_OP_SEND_MESSAGE;
-    /* no GRPC_WRITE_BUFFER_HINT: chttp2 does not start a write for a
-     * hinted message and completes it only once its bytes are written, so
-     * with one write in flight per call a hinted write can wait for ever
-     * (a Query pump that keeps the queue non-empty stalls at its first
-     * row) */
-    ops[n].flags = 0;
+    /* more replies queued behind this one: let chttp2 buffer it (see
+     * "Coalescing").  Never on the batch carrying the initial metadata:
+     * a server stream's metadata sent with a hinted message waits for a
+     * write that nothing starts, and the batch never completes */
+    ops[n].flags = c->q_len > 0 && n == 0 ? GRPC_WRITE_BUFFER_HINT : 0;
     ops[n].data.send_message.send_message = c->writing;
     n++;
     if (start_batch(c, ops, n, &c->t_write) == 0) {
@@ -366,6 +381,48 @@ pump_more(struct call *c)
     }
 }
 
+/*
+ * Coalescing.  Every message written on its own costs a sendmsg(2) and
+ * the loopback delivery to the client, the largest share of a cached
+ * Get.  So a reply produced while the call goes on reading is held back
+ * (flush_later) as long as the worker has other completions to handle:
+ * the worker loop drains its queue without waiting and calls call_flush
+ * once nothing is ready.  Each write but the last of a call's queue
+ * carries GRPC_WRITE_BUFFER_HINT, which makes chttp2 buffer it and
+ * complete it at once while less than its write buffer (64 KiB) is
+ * pending; the last, unhinted, writes them all with one sendmsg(2).
+ * Nothing waits for long: held replies go out when the worker would
+ * otherwise block, after WORKER_FLUSH_EVENTS completions in a row, or
+ * as soon as a call has WORKER_COALESCE replies or
+ * WORKER_COALESCE_BYTES bytes queued.  A call that stops reading (the
+ * client half-closed, an error, a pump) writes at once.
+ */
+static void
+flush_later(struct call *c)
+{
+    struct worker *w = c->w;
+
+    if (c->flush_wait)
+        return;
+    c->flush_wait = 1;
+    c->fprev = NULL;
+    c->fnext = w->flush;
+    if (w->flush)
+        w->flush->fprev = c;
+    w->flush = c;
+}
+
+void
+call_flush(struct worker *w)
+{
+    while (w->flush) {
+        struct call *c = w->flush;
+        flush_unlink(c);
+        if (!c->write_inflight && c->q_len > 0 && !c->close_done)
+            start_write(c);
+    }
+}
+
 static void
 progress(struct call *c)
 {
@@ -376,11 +433,17 @@ progress(struct call *c)
         return;
     }
     pump_more(c);
-    if (!c->write_inflight && c->q_len > 0)
-        start_write(c);
-    if (!c->read_inflight && !c->half_closed && !c->final_set &&
-        !c->generating && c->q_len < WORKER_QUEUE_HIGH &&
-        c->q_bytes < WORKER_QUEUE_HIGH_BYTES && c->m != NULL)
+    int reading = !c->half_closed && !c->final_set && !c->generating &&
+                  c->q_len < WORKER_QUEUE_HIGH &&
+                  c->q_bytes < WORKER_QUEUE_HIGH_BYTES && c->m != NULL;
+    if (!c->write_inflight && c->q_len > 0) {
+        if (reading && !c->read_inflight && c->q_len < WORKER_COALESCE &&
+            c->q_bytes < WORKER_COALESCE_BYTES)
+            flush_later(c);
+        else
+            start_write(c);
+    }
+    if (reading && !c->read_inflight)
         start_read(c);
     maybe_finish(c);
 }

@@ -59,7 +59,7 @@ struct call {
     int pending;                 /* batches started, not completed */
     unsigned read_inflight : 1, write_inflight : 1, read_paused : 1,
         half_closed : 1, status_sent : 1, close_done : 1, md_sent : 1,
-        generating : 1, final_set : 1, started : 1;
+        generating : 1, final_set : 1, started : 1, flush_wait : 1;
 
     grpc_status_code final_code;
     grpc_slice final_details;
@@ -72,6 +72,7 @@ struct call {
 
     void *state;                 /* the handler's */
     struct call *next, *prev;    /* the worker's list of live calls */
+    struct call *fnext, *fprev;  /* the worker's calls waiting to write */
 };
 
 /* call_reply - queue msg as the next response; fails the call with
@@ -99,5 +100,6 @@ grpc_status_code call_store_status(int bfdb_err);
 void call_post_request(struct worker *w, int method_index);
 void call_dispatch(struct call_tag *t, int ok);
 void call_free_all(struct worker *w);
+void call_flush(struct worker *w);
 
 #endif /* BFDB_WORKER_CALL_H */

@@ -256,8 +256,22 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
      * the master aborted and commits whose worker died */
     gpr_timespec tick = gpr_time_from_millis(1000, GPR_TIMESPAN);
     gpr_timespec next = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), tick);
+    int held_for = 0;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w.cq, next, NULL);
+        /* with replies held back, only look for what is ready; write
+         * them once nothing is, or after WORKER_FLUSH_EVENTS completions
+         * (call.c, "Coalescing") */
+        if (w.flush && held_for >= WORKER_FLUSH_EVENTS)
+            call_flush(&w);
+        if (!w.flush)
+            held_for = 0;
+        grpc_event ev = grpc_completion_queue_next(
+            w.cq, w.flush ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : next, NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT && w.flush) {
+            call_flush(&w);
+            continue;
+        }
+        held_for++;
         if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), next) >= 0) {
             if (!__atomic_load_n(&w.shutting_down, __ATOMIC_SEQ_CST)) {
                 h_txn_housekeeping(&w);

@@ -27,6 +27,11 @@
 #define WORKER_QUEUE_HIGH 64   /* responses queued before reads pause */
 #define WORKER_QUEUE_HIGH_BYTES (4u << 20) /* ... or this many bytes */
 #define WORKER_STREAM_WINDOW (8 << 20) /* HTTP/2 receive window per stream */
+/* replies held back while more requests are ready to be read, so that
+ * one write(2) carries several (see call.c, "Coalescing") */
+#define WORKER_COALESCE 32
+#define WORKER_COALESCE_BYTES (32u << 10)
+#define WORKER_FLUSH_EVENTS 64
 
 /* A message from a worker to the master, on the status pipe.  Smaller
  * than PIPE_BUF, so one write(2) arrives whole. */
@@ -54,6 +59,7 @@ struct worker {
     void *method_handles[32];
     int nmethods;
     struct call *calls;          /* live calls */
+    struct call *flush;          /* calls whose replies wait for call_flush */
     char pid_str[16];
     int shutting_down;
 };

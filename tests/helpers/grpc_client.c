@@ -412,9 +412,10 @@ fail:
     return NULL;
 }
 
-/* start_send - post one SEND_MESSAGE of msg */
+/* start_send_flags - post one SEND_MESSAGE of msg with these write flags */
 static int
-start_send(struct gc_stream *s, const struct gc_buf *msg)
+start_send_flags(struct gc_stream *s, const struct gc_buf *msg,
+                 uint32_t flags)
 {
     grpc_op op;
     grpc_slice sl = grpc_slice_from_copied_buffer((const char *)msg->data,
@@ -424,6 +425,7 @@ start_send(struct gc_stream *s, const struct gc_buf *msg)
     grpc_slice_unref(sl);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_SEND_MESSAGE;
+    op.flags = flags;
     op.data.send_message.send_message = s->send_buf;
     if (start(s, &op, 1, T_SEND) != 0) {
         grpc_byte_buffer_destroy(s->send_buf);
@@ -431,6 +433,12 @@ start_send(struct gc_stream *s, const struct gc_buf *msg)
         return -1;
     }
     return 0;
+}
+
+static int
+start_send(struct gc_stream *s, const struct gc_buf *msg)
+{
+    return start_send_flags(s, msg, 0);
 }
 
 static int
@@ -489,6 +497,21 @@ gc_stream_send(struct gc_stream *s, const struct gc_buf *msg)
     if (start_send(s, msg) != 0 || wait_for(s, T_SEND) != 0)
         return -1;
     return s->ok[T_SEND] ? 0 : -1;
+}
+
+int
+gc_stream_send_burst(struct gc_stream *s, const struct gc_buf *msgs,
+                     size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!s->pending[T_STATUS] || s->half_closed)
+            return -1;
+        uint32_t flags = i + 1 < n ? GRPC_WRITE_BUFFER_HINT : 0;
+        if (start_send_flags(s, &msgs[i], flags) != 0 ||
+            wait_for(s, T_SEND) != 0 || !s->ok[T_SEND])
+            return -1;
+    }
+    return 0;
 }
 
 int

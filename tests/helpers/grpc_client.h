@@ -110,6 +110,12 @@ struct gc_stream *gc_stream_start(struct gc_conn *c, const char *method,
                                   int deadline_ms);
 /* returns 0 if the message was sent, -1 if the call is over */
 int gc_stream_send(struct gc_stream *s, const struct gc_buf *msg);
+/* gc_stream_send_burst - send msgs[0..n) with GRPC_WRITE_BUFFER_HINT on
+ * all but the last, so that they leave in as few writes as gRPC can
+ * (they arrive together, as from a client that batches its pipeline);
+ * 0 if all were sent, -1 if the call is over */
+int gc_stream_send_burst(struct gc_stream *s, const struct gc_buf *msgs,
+                         size_t n);
 /* returns 1 with a message in *out (free out->data), 0 at the end of the
  * stream, -1 if the call failed */
 int gc_stream_recv(struct gc_stream *s, struct gc_buf *out);

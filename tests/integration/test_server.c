@@ -1358,6 +1358,122 @@ Test(server, a_thousand_gets_sent_before_reading_any_answer)
     ts_stop_ok(s);
 }
 
+/* expect_answers - read n Get answers from st; answer i must be the value
+ * of key keys[i] (vals[i]) */
+static void
+expect_answers(struct gc_stream *st, const char *const *vals, size_t n,
+               const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct gc_buf b = {0};
+        int got = gc_stream_recv(st, &b);
+        cr_assert_eq(got, 1, "%s: answer %zu of %zu did not arrive (%d)",
+                     what, i + 1, n, got);
+        Buffdb__Kv__GetResponse *m =
+            buffdb__kv__get_response__unpack(NULL, b.len, b.data);
+        cr_assert_not_null(m, "%s: answer %zu does not decode", what, i);
+        char label[96];
+        snprintf(label, sizeof(label), "%s: answer %zu", what, i);
+        kc_expect_bytes(m->value, vals[i], strlen(vals[i]), label);
+        buffdb__kv__get_response__free_unpacked(m, NULL);
+        free(b.data);
+    }
+}
+
+/*
+ * A worker holds answers back while more requests are ready, to write
+ * them together (call.c, "Coalescing").  Whatever the burst, an answer
+ * must go out once the client waits for it: bursts sent message by
+ * message and bursts that arrive in one write, around the count
+ * (WORKER_COALESCE, 32) and byte (32 KiB) bounds, answered in order.  A
+ * held answer that never left would end the stream by its deadline.
+ */
+Test(server, held_answers_go_out_whatever_the_burst)
+{
+    static const size_t bursts[] = {1, 2, 3, 16, 31, 32, 33, 64, 65, 150};
+    enum { NKEYS = 200, NBIG = 24, BIG = 4000 };
+    struct ts_server *s = ts_start(NULL);
+    struct gc_conn *c = kc_conn_to(s);
+    char *vals[NKEYS + NBIG], k[32];
+
+    for (int i = 0; i < NKEYS + NBIG; i++) {
+        snprintf(k, sizeof(k), "key%d", i);
+        vals[i] = malloc(i < NKEYS ? 32 : BIG + 1);
+        cr_assert_not_null(vals[i]);
+        if (i < NKEYS) {
+            snprintf(vals[i], 32, "value %d", i);
+        } else {
+            memset(vals[i], 'a' + i % 26, BIG);
+            vals[i][BIG] = '\0';
+        }
+        kc_kv_set_ok(c, NULL, k, vals[i]);
+    }
+
+    const char *want[NKEYS];
+    struct gc_reqs q = {0};
+    struct gc_result r = {0};
+    size_t next = 0;
+    /* each burst in one write on a fresh stream (so its first answer,
+     * the one with the initial metadata, has more queued behind it),
+     * then all the bursts message by message on one stream */
+    for (int one_by_one = 0; one_by_one < 2; one_by_one++) {
+        struct gc_stream *st = NULL;
+        for (size_t b = 0; b < sizeof(bursts) / sizeof(bursts[0]); b++) {
+            size_t n = bursts[b];
+            char what[64];
+            snprintf(what, sizeof(what), "%s of %zu",
+                     one_by_one ? "one by one" : "one write", n);
+            if (st == NULL) {
+                st = gc_stream_start(c, KC_KV_GET, 120000);
+                cr_assert_not_null(st);
+            }
+            for (size_t i = 0; i < n; i++, next++) {
+                snprintf(k, sizeof(k), "key%zu", next % NKEYS);
+                want[i] = vals[next % NKEYS];
+                add_kv_key(&q, &buffdb__kv__get_request__descriptor,
+                           kc_str(k));
+            }
+            if (!one_by_one)
+                cr_assert_eq(gc_stream_send_burst(st, q.v, n), 0, "%s", what);
+            else
+                for (size_t i = 0; i < n; i++)
+                    cr_assert_eq(gc_stream_send(st, &q.v[i]), 0,
+                                 "%s: send %zu", what, i);
+            expect_answers(st, want, n, what);
+            gc_reqs_free(&q);
+            memset(&q, 0, sizeof(q));
+            if (!one_by_one) {
+                gc_stream_finish(st, &r);
+                kc_expect_status(&r, GRPC_STATUS_OK, what);
+                cr_assert_eq(r.n, 0, "%s: %zu answers too many", what, r.n);
+                gc_result_free(&r);
+                memset(&r, 0, sizeof(r));
+                st = NULL;
+            }
+        }
+        if (st == NULL)
+            continue;
+        /* 24 answers of 4,000 bytes: past the byte bound in one burst */
+        for (int i = 0; i < NBIG; i++) {
+            snprintf(k, sizeof(k), "key%d", NKEYS + i);
+            want[i] = vals[NKEYS + i];
+            add_kv_key(&q, &buffdb__kv__get_request__descriptor, kc_str(k));
+        }
+        cr_assert_eq(gc_stream_send_burst(st, q.v, NBIG), 0);
+        expect_answers(st, want, NBIG, "big values in one write");
+        gc_reqs_free(&q);
+        memset(&q, 0, sizeof(q));
+        gc_stream_finish(st, &r);
+        kc_expect_status(&r, GRPC_STATUS_OK, "the Get stream");
+        cr_assert_eq(r.n, 0, "%zu answers after the last burst", r.n);
+        gc_result_free(&r);
+    }
+    for (int i = 0; i < NKEYS + NBIG; i++)
+        free(vals[i]);
+    gc_close(c);
+    ts_stop_ok(s);
+}
+
 Test(server, blob_of_20_mib_round_trips)
 {
     struct ts_server *s = ts_start(NULL);
