@@ -90,6 +90,7 @@ struct bench_opts {
     int preload;
     int json;
     int etcd_serializable;
+    int coalesce;            /* streams: batch the writes of requests */
     int txn_sets;            /* txn: Sets per transaction */
 };
 

@@ -11,7 +11,11 @@
  * Per streamed call, at most one SEND_MESSAGE and one RECV_MESSAGE are
  * pending (gRPC's rule); the ring of the call's requests holds, oldest
  * first, those sent and awaiting an answer, then those waiting to be
- * sent.  A streamed call is freed when its status has arrived and none of
+ * sent.  With --coalesce, requests issued on an answer are held while
+ * the thread's queue has more completions ready (and at most
+ * HOLD_EVENTS of them), then written back to back with
+ * GRPC_WRITE_BUFFER_HINT on all but the last, so that one sendmsg(2)
+ * carries them, as redis-benchmark -P writes its pipeline.  A streamed call is freed when its status has arrived and none of
  * its batches is pending; a unary call when its one batch completes.
  *
  * The txn workload chains unary calls on a slot: BeginTransaction,
@@ -46,6 +50,7 @@
 
 #define UNAVAILABLE_LIMIT 1000 /* in a row without a success: give up */
 #define TICK_MS 100
+#define HOLD_EVENTS 64 /* --coalesce: completions before held requests go */
 
 /* ---- structures ---------------------------------------------------------- */
 
@@ -152,6 +157,9 @@ struct bthread {
     uint64_t done;  /* atomic (relaxed): requests resolved, for progress */
     uint64_t errs;  /* atomic (relaxed) */
     int finished;   /* atomic */
+    int coalesce;   /* --coalesce and streamed */
+    int hold_ok;    /* handling an answer: new requests may be held */
+    int held;       /* completions handled while requests are held */
     int created;    /* its pthread exists */
 };
 
@@ -448,6 +456,10 @@ scall_send(struct scall *sc)
         sc->md_sent = 1;
     }
     ops[n].op = GRPC_OP_SEND_MESSAGE;
+    /* more to send after this one: let chttp2 buffer it (never with the
+     * initial metadata, which a hinted message would hold back) */
+    if (t->coalesce && n == 0 && sc->nsent + 1 < sc->n)
+        ops[n].flags = GRPC_WRITE_BUFFER_HINT;
     ops[n++].data.send_message.send_message = sc->send_buf;
     if (start(&sc->h, ops, n, &sc->t_send) != 0) {
         grpc_byte_buffer_destroy(sc->send_buf);
@@ -505,8 +517,15 @@ static void
 scall_progress(struct scall *sc)
 {
     if (!sc->dead) {
-        if (!sc->send_inflight && sc->nsent < sc->n)
-            scall_send(sc);
+        struct bthread *t = sc->slot->t;
+        if (!sc->send_inflight && sc->nsent < sc->n) {
+            if (t->hold_ok && sc->md_sent) {
+                if (!t->held)
+                    t->held = 1;
+            } else {
+                scall_send(sc);
+            }
+        }
         if (!sc->dead && !sc->recv_inflight && sc->n > 0)
             scall_recv(sc);
         if (!sc->dead && sc->closing && !sc->close_sent &&
@@ -904,6 +923,17 @@ cancel_all(struct bthread *t)
         grpc_call_cancel(h->call, NULL);
 }
 
+/* flush_held - write the requests held back by --coalesce */
+static void
+flush_held(struct bthread *t)
+{
+    t->held = 0;
+    for (int i = 0; i < t->nslots; i++)
+        for (int op = 0; op < BO_N; op++)
+            if (t->slots[i].lane[op] != NULL)
+                scall_progress(t->slots[i].lane[op]);
+}
+
 static void *
 thread_main(void *arg)
 {
@@ -917,10 +947,23 @@ thread_main(void *arg)
         gpr_timespec dl =
             gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                          gpr_time_from_millis(TICK_MS, GPR_TIMESPAN));
-        grpc_event ev = grpc_completion_queue_next(t->cq, dl, NULL);
+        if (t->held > HOLD_EVENTS)
+            flush_held(t);
+        grpc_event ev = grpc_completion_queue_next(
+            t->cq, t->held ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : dl, NULL);
         now = bench_now_ns();
-        if (ev.type == GRPC_OP_COMPLETE)
+        if (ev.type == GRPC_QUEUE_TIMEOUT && t->held) {
+            flush_held(t);
+            continue;
+        }
+        if (ev.type == GRPC_OP_COMPLETE) {
+            struct tag *tg = ev.tag;
+            t->hold_ok = t->coalesce && tg->kind == K_RECV;
+            if (t->held)
+                t->held++;
             dispatch(t, ev.tag, ev.success, now);
+            t->hold_ok = 0;
+        }
         else if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type == GRPC_QUEUE_TIMEOUT || t->stopping != was_stopping ||
@@ -1106,6 +1149,8 @@ bench_engine_run(struct bench_engine *e, const struct bench_phase *ph,
         t->ph = ph;
         t->streamed = o->target != BT_ETCD && ph->pipeline > 1;
         t->txn = o->workload == BW_TXN && !ph->preload;
+        t->coalesce = t->streamed && o->coalesce;
+        t->held = t->hold_ok = 0;
         t->deadline = deadline;
         t->quota = ph->requests / (uint64_t)e->nthreads +
                    ((uint64_t)i < ph->requests % (uint64_t)e->nthreads);

@@ -63,6 +63,8 @@ usage(FILE *f)
 "  --threads T              client threads (default 1, 2 with 2+\n"
 "                           connections)\n"
 "  --etcd-serializable      etcd Range reads are serializable\n"
+"  --coalesce               streams: write the requests waiting to go out\n"
+"                           together, as redis-benchmark -P does\n"
 "  --json                   print one JSON object\n"
 "  --help, --version\n");
 }
@@ -120,7 +122,7 @@ lookup(const char *opt, const char *s, const char *const *names, int n)
 enum {
     O_ADDR = 256, O_TARGET, O_CONNS, O_STREAMS, O_PIPELINE, O_DURATION,
     O_REQUESTS, O_WARMUP, O_VSIZE, O_KEYSPACE, O_DIST, O_RATIO, O_PRELOAD,
-    O_SEED, O_THREADS, O_SERIAL, O_JSON, O_VERSION, O_WORKLOAD, O_TXN_SETS
+    O_SEED, O_THREADS, O_SERIAL, O_COALESCE, O_JSON, O_VERSION, O_WORKLOAD, O_TXN_SETS
 };
 
 static void
@@ -143,6 +145,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
         {"seed", required_argument, NULL, O_SEED},
         {"threads", required_argument, NULL, O_THREADS},
         {"etcd-serializable", no_argument, NULL, O_SERIAL},
+        {"coalesce", no_argument, NULL, O_COALESCE},
         {"json", no_argument, NULL, O_JSON},
         {"workload", required_argument, NULL, O_WORKLOAD},
         {"txn-sets", required_argument, NULL, O_TXN_SETS},
@@ -214,6 +217,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
                                      BENCH_MAX_THREADS);
             break;
         case O_SERIAL: o->etcd_serializable = 1; break;
+        case O_COALESCE: o->coalesce = 1; break;
         case O_JSON: o->json = 1; break;
         case O_WORKLOAD:
             o->workload = lookup("--workload", optarg, workload_names, BW_N);
@@ -251,6 +255,9 @@ parse_args(int argc, char **argv, struct bench_opts *o)
         die_usage("txn sends one call at a time per slot: use --streams "
                   "or --connections, not --pipeline, for more "
                   "transactions in flight");
+    if (o->coalesce && (o->pipeline < 2 || o->target == BT_ETCD))
+        die_usage("--coalesce is for streams: it needs --pipeline 2 or more "
+                  "and a buffdb or null target");
     if ((uint64_t)o->connections * (uint64_t)o->streams > BENCH_MAX_SLOTS)
         die_usage("--connections x --streams is above %d", BENCH_MAX_SLOTS);
     if (threads == 0)
@@ -351,7 +358,9 @@ mode_name(const struct bench_opts *o)
 {
     if (o->target == BT_ETCD)
         return "unary";
-    return o->pipeline > 1 ? "streamed" : "unary";
+    if (o->pipeline < 2)
+        return "unary";
+    return o->coalesce ? "streamed, coalesced" : "streamed";
 }
 
 static void

@@ -14,6 +14,9 @@
 #   WORKERS       workers per server (default 2)
 #   CONNECTIONS   buffdb-bench --connections (default 8)
 #   PIPELINE      buffdb-bench --pipeline (default 16)
+#   COALESCE      1: buffdb-bench --coalesce, the client writes the
+#                 requests waiting to go out together (default); 0: one
+#                 write per request
 #   DURATION      measured seconds per run (default 10)
 #   WARMUP        unmeasured seconds before each run (default 2)
 #   TMPDIR        where the scratch directories go (default /tmp)
@@ -60,6 +63,7 @@ CACHE_SIZE=${CACHE_SIZE:-64M}
 WORKERS=${WORKERS:-2}
 CONNECTIONS=${CONNECTIONS:-8}
 PIPELINE=${PIPELINE:-16}
+COALESCE=${COALESCE:-1}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 BUILD=${1:-.}
@@ -85,11 +89,17 @@ whole WORKERS "$WORKERS"
 whole CONNECTIONS "$CONNECTIONS"
 whole PIPELINE "$PIPELINE"
 whole DURATION "$DURATION"
+case $COALESCE in
+0) coalesce= ;;
+1) coalesce=--coalesce ;;
+*) die "COALESCE must be 0 or 1, not '$COALESCE'" ;;
+esac
 whole WARMUP "$WARMUP"
 if [ "$DURATION" -lt 2 ] || [ "$DURATION" -gt 20 ]; then
 	die "DURATION must be 2 to 20 seconds (the script stays under two minutes)"
 fi
 [ "$WARMUP" -ge 1 ] || die "WARMUP must be at least 1 second"
+[ "$PIPELINE" -ge 2 ] || die "PIPELINE must be at least 2 (the Gets go on streams)"
 [ "$KEYS" -ge 1 ] || die "KEYS must be at least 1"
 [ -x "$BUFFDB" ] || die "$BUFFDB is not an executable (give the build directory as the first argument)"
 [ -x "$BENCH" ] || die "$BENCH is not an executable (give the build directory as the first argument)"
@@ -214,7 +224,7 @@ port_off=$port
 pid_off=$pid
 
 echo "cache_ratio.sh: kv-get, $KEYS hot keys of $VALUE_SIZE bytes (uniform), cache_size $CACHE_SIZE vs 0,"
-echo "  $WORKERS workers per server, --connections $CONNECTIONS --pipeline $PIPELINE, warmup $WARMUP s + $DURATION s per run"
+echo "  $WORKERS workers per server, --connections $CONNECTIONS --pipeline $PIPELINE ${coalesce:+$coalesce }(COALESCE=$COALESCE), warmup $WARMUP s + $DURATION s per run"
 preload on "$port_on"
 preload off "$port_off"
 entries=$("$BUFFDB" stats -s "$dir/on/kv.db" 2>/dev/null |
@@ -240,7 +250,7 @@ for which in on off on off; do
 	out=$dir/run$i.json
 	c0=$(cache_counts "$dir/$which/kv.db")
 	"$BENCH" --addr "127.0.0.1:$p" --connections "$CONNECTIONS" \
-		--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" \
+		--pipeline "$PIPELINE" $coalesce --duration "$DURATION" --warmup "$WARMUP" \
 		--keyspace "$KEYS" --value-size "$VALUE_SIZE" --json \
 		kv-get >"$out" 2>"$dir/run$i.err" &
 	bench_pid=$!
