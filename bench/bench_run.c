@@ -15,8 +15,9 @@
  * the thread's queue has more completions ready (and at most
  * HOLD_EVENTS of them), then written back to back with
  * GRPC_WRITE_BUFFER_HINT on all but the last, so that one sendmsg(2)
- * carries them, as redis-benchmark -P writes its pipeline.  A streamed call is freed when its status has arrived and none of
- * its batches is pending; a unary call when its one batch completes.
+ * carries them, as redis-benchmark -P writes its pipeline.  A streamed
+ * call is freed when its status has arrived and none of its batches is
+ * pending; a unary call when its one batch completes.
  *
  * The txn workload chains unary calls on a slot: BeginTransaction,
  * --txn-sets Sets carrying the id it returned, CommitTransaction (after a
@@ -116,7 +117,8 @@ struct scall {
     int pending;                  /* batches started, not completed */
     unsigned send_inflight : 1, recv_inflight : 1, md_sent : 1,
         md_posted : 1, closing : 1, close_sent : 1, dead : 1,
-        status_done : 1;
+        status_done : 1, held : 1;
+    struct scall *hnext, *hprev;  /* the thread's streams holding requests */
 };
 
 /* a unary-style call: one request */
@@ -160,6 +162,7 @@ struct bthread {
     int coalesce;   /* --coalesce and streamed */
     int hold_ok;    /* handling an answer: new requests may be held */
     int held;       /* completions handled while requests are held */
+    struct scall *holding; /* streams with requests held */
     int created;    /* its pthread exists */
 };
 
@@ -363,11 +366,30 @@ start(struct callhdr *h, const grpc_op *ops, size_t n, struct tag *tag)
                : -1;
 }
 
+/* hold_unlink - sc leaves its thread's list of streams holding requests */
+static void
+hold_unlink(struct scall *sc)
+{
+    struct bthread *t = sc->slot->t;
+
+    if (!sc->held)
+        return;
+    if (sc->hprev)
+        sc->hprev->hnext = sc->hnext;
+    else
+        t->holding = sc->hnext;
+    if (sc->hnext)
+        sc->hnext->hprev = sc->hprev;
+    sc->hnext = sc->hprev = NULL;
+    sc->held = 0;
+}
+
 static void
 scall_free(struct scall *sc)
 {
     struct bthread *t = sc->slot->t;
 
+    hold_unlink(sc);
     live_del(t, &sc->h);
     if (sc->send_buf)
         grpc_byte_buffer_destroy(sc->send_buf);
@@ -522,6 +544,14 @@ scall_progress(struct scall *sc)
             if (t->hold_ok && sc->md_sent) {
                 if (!t->held)
                     t->held = 1;
+                if (!sc->held) {
+                    sc->held = 1;
+                    sc->hprev = NULL;
+                    sc->hnext = t->holding;
+                    if (t->holding)
+                        t->holding->hprev = sc;
+                    t->holding = sc;
+                }
             } else {
                 scall_send(sc);
             }
@@ -928,10 +958,11 @@ static void
 flush_held(struct bthread *t)
 {
     t->held = 0;
-    for (int i = 0; i < t->nslots; i++)
-        for (int op = 0; op < BO_N; op++)
-            if (t->slots[i].lane[op] != NULL)
-                scall_progress(t->slots[i].lane[op]);
+    while (t->holding != NULL) {
+        struct scall *sc = t->holding;
+        hold_unlink(sc);
+        scall_progress(sc); /* may free sc */
+    }
 }
 
 static void *
@@ -1151,6 +1182,7 @@ bench_engine_run(struct bench_engine *e, const struct bench_phase *ph,
         t->txn = o->workload == BW_TXN && !ph->preload;
         t->coalesce = t->streamed && o->coalesce;
         t->held = t->hold_ok = 0;
+        t->holding = NULL;
         t->deadline = deadline;
         t->quota = ph->requests / (uint64_t)e->nthreads +
                    ((uint64_t)i < ph->requests % (uint64_t)e->nthreads);

@@ -204,3 +204,12 @@ bfdb_inject(const char *point)
         return;
     }
 }
+
+uint64_t
+bfdb_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

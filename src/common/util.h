@@ -45,4 +45,7 @@ int bfdb_utf8_valid(const void *p, size_t n);
  */
 void bfdb_inject(const char *point);
 
+/* bfdb_now_ns - CLOCK_MONOTONIC in nanoseconds */
+uint64_t bfdb_now_ns(void);
+
 #endif /* BFDB_COMMON_UTIL_H */

@@ -392,8 +392,10 @@ pump_more(struct call *c)
  * complete it at once while less than its write buffer (64 KiB) is
  * pending; the last, unhinted, writes them all with one sendmsg(2).
  * Nothing waits for long: held replies go out when the worker would
- * otherwise block, after WORKER_FLUSH_EVENTS completions in a row, or
- * as soon as a call has WORKER_COALESCE replies or
+ * otherwise block, after WORKER_FLUSH_EVENTS completions in a row or
+ * WORKER_FLUSH_NS after the first was held (checked between
+ * completions), before housekeeping, or as soon as a call has
+ * WORKER_COALESCE replies or
  * WORKER_COALESCE_BYTES bytes queued.  A call that stops reading (the
  * client half-closed, an error, a pump) writes at once.
  */
@@ -404,6 +406,8 @@ flush_later(struct call *c)
 
     if (c->flush_wait)
         return;
+    if (w->flush == NULL)
+        w->flush_since = bfdb_now_ns();
     c->flush_wait = 1;
     c->fprev = NULL;
     c->fnext = w->flush;
@@ -418,8 +422,10 @@ call_flush(struct worker *w)
     while (w->flush) {
         struct call *c = w->flush;
         flush_unlink(c);
-        if (!c->write_inflight && c->q_len > 0 && !c->close_done)
+        if (!c->write_inflight && c->q_len > 0 && !c->close_done) {
             start_write(c);
+            maybe_finish(c); /* the write could not start: end the call */
+        }
     }
 }
 

@@ -261,7 +261,8 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
         /* with replies held back, only look for what is ready; write
          * them once nothing is, or after WORKER_FLUSH_EVENTS completions
          * (call.c, "Coalescing") */
-        if (w.flush && held_for >= WORKER_FLUSH_EVENTS)
+        if (w.flush && (held_for >= WORKER_FLUSH_EVENTS ||
+                        bfdb_now_ns() - w.flush_since >= WORKER_FLUSH_NS))
             call_flush(&w);
         if (!w.flush)
             held_for = 0;
@@ -274,6 +275,7 @@ worker_main(const struct bfdb_config *cfg, int slot, int generation,
         held_for++;
         if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), next) >= 0) {
             if (!__atomic_load_n(&w.shutting_down, __ATOMIC_SEQ_CST)) {
+                call_flush(&w); /* answers first: housekeeping may take long */
                 h_txn_housekeeping(&w);
                 h_model_housekeeping(&w);
             }

@@ -32,6 +32,7 @@
 #define WORKER_COALESCE 32
 #define WORKER_COALESCE_BYTES (32u << 10)
 #define WORKER_FLUSH_EVENTS 64
+#define WORKER_FLUSH_NS 200000  /* ... or once the oldest waited 200 us */
 
 /* A message from a worker to the master, on the status pipe.  Smaller
  * than PIPE_BUF, so one write(2) arrives whole. */
@@ -60,6 +61,7 @@ struct worker {
     int nmethods;
     struct call *calls;          /* live calls */
     struct call *flush;          /* calls whose replies wait for call_flush */
+    uint64_t flush_since;        /* CLOCK_MONOTONIC ns when flush filled */
     char pid_str[16];
     int shutting_down;
 };
