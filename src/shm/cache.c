@@ -597,6 +597,50 @@ bfdb_cache_write_end(bfdb_cache *c, const void *key, size_t klen,
 }
 
 int
+bfdb_cache_keys_begin(bfdb_cache *c, bfdb_shm *shm,
+                      const struct bfdb_cache_key *keys, size_t n)
+{
+    MDB_txn *txn;
+    struct cache_meta m;
+    int rc, dropped = 0;
+
+    if (shm == NULL || shm->base == NULL || shm->self == NULL)
+        return 0;
+    /* the mark, then the version, as bfdb_cache_global_begin: no fill
+     * from a snapshot older than this survives, and none starts while
+     * the mark is up */
+    __atomic_store_n(&shm->self->global, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&shm->hdr->global_ver, 1, __ATOMIC_SEQ_CST);
+    if (c == NULL)
+        return 0;
+    /* then the entries the commit changes go, before it commits */
+    if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) == 0) {
+        meta_get(c, txn, &m);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (!cacheable(c, keys[i].len))
+                continue;
+            MDB_val k = {keys[i].len, (void *)keys[i].key};
+            uint64_t before = m.entries;
+            rc = entry_remove(c, txn, &k, &m);
+            dropped += m.entries < before;
+        }
+        if (rc == 0)
+            rc = meta_put(c, txn, &m);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        log_warn("could not drop the cache entries of a commit (%s): "
+                 "invalidating the whole cache", mdb_strerror(rc));
+        __atomic_fetch_add(&shm->hdr->cache_gen, 1, __ATOMIC_SEQ_CST);
+        return -1;
+    }
+    return dropped;
+}
+
+int
 bfdb_cache_stats(bfdb_cache *c, struct bfdb_cache_stats *st)
 {
     MDB_txn *txn;

@@ -18,6 +18,8 @@
  *            the version, clear the mark.
  *   raw SQL: the same with the global version; begin also moves the cache
  *            generation, which makes every entry a miss.
+ *   a transaction's commit: the raw-write mark and version, but it drops
+ *            only the entries of the keys it writes.
  * The cache is bounded (cache_size): entries are evicted CLOCK-style
  * (insertion order with a second chance for entries read since).
  */
@@ -95,6 +97,25 @@ void bfdb_cache_write_end(bfdb_cache *c, const void *key, size_t klen,
  * when only shm is at hand (the CLI without a cache). */
 void bfdb_cache_global_begin(bfdb_shm *shm);
 void bfdb_cache_global_end(bfdb_shm *shm);
+
+/* a kv key, for bfdb_cache_keys_begin */
+struct bfdb_cache_key {
+    const void *key;
+    size_t len;
+};
+
+/*
+ * bfdb_cache_keys_begin - around a commit that writes exactly the keys
+ * keys[0..n) (a transaction's): the raw-write mark and global version
+ * bump of bfdb_cache_global_begin, but instead of moving the generation
+ * (every entry a miss) only those keys' entries are dropped, in one LMDB
+ * write transaction, before the commit.  If they cannot be dropped the
+ * generation moves after all.  c may be NULL (no cache).  End with
+ * bfdb_cache_global_end.  Returns the entries dropped, or -1 if the
+ * whole cache was invalidated instead.
+ */
+int bfdb_cache_keys_begin(bfdb_cache *c, bfdb_shm *shm,
+                          const struct bfdb_cache_key *keys, size_t n);
 
 struct bfdb_cache_stats {
     uint64_t entries;

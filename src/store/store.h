@@ -275,6 +275,15 @@ int bfdb_txn_blob_read(bfdb_store *blob, uint64_t txn, uint64_t id,
 /* bfdb_txn_discard - drop the transaction's staged writes from s */
 int bfdb_txn_discard(bfdb_store *s, uint64_t txn);
 
+/*
+ * bfdb_txn_kv_keys - the distinct keys the transaction staged writes of
+ * (what its commit will change), malloc'd: keys[i] NUL-terminated, of
+ * lens[i] bytes.  Free with bfdb_txn_kv_keys_free.
+ */
+int bfdb_txn_kv_keys(bfdb_store *kv, uint64_t txn, char ***keys,
+                     size_t **lens, size_t *n);
+void bfdb_txn_kv_keys_free(char **keys, size_t *lens, size_t n);
+
 int bfdb_txn_blob_prepare(bfdb_store *blob, uint64_t txn);
 int bfdb_txn_kv_commit(bfdb_store *kv, uint64_t txn, int blob_prepared);
 int bfdb_txn_blob_finish(bfdb_store *blob, bfdb_store *kv, uint64_t txn);

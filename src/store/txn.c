@@ -177,6 +177,73 @@ bfdb_txn_kv_read(bfdb_store *kv, uint64_t txn, const char *key, size_t klen,
 }
 
 int
+bfdb_txn_kv_keys(bfdb_store *kv, uint64_t txn, char ***keys, size_t **lens,
+                 size_t *n)
+{
+    sqlite3_stmt *st;
+    size_t cap = 0;
+    int rc;
+
+    *keys = NULL;
+    *lens = NULL;
+    *n = 0;
+    if ((rc = prep(kv, "SELECT DISTINCT key FROM buffdb_txn_kv WHERE txn = ?1",
+                   &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)txn);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **nk = realloc(*keys, ncap * sizeof(**keys));
+            if (nk != NULL)
+                *keys = nk;
+            size_t *nl = nk ? realloc(*lens, ncap * sizeof(**lens)) : NULL;
+            if (nl != NULL)
+                *lens = nl;
+            if (nk == NULL || nl == NULL)
+                goto nomem;
+            cap = ncap;
+        }
+        char *k = malloc(len + 1);
+        if (k == NULL)
+            goto nomem;
+        if (len)
+            memcpy(k, t, len);
+        k[len] = '\0';
+        (*keys)[*n] = k;
+        (*lens)[*n] = len;
+        (*n)++;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return BFDB_OK;
+    rc = store_fail(kv, rc, "could not list the staged keys");
+    bfdb_txn_kv_keys_free(*keys, *lens, *n);
+    *keys = NULL;
+    *lens = NULL;
+    *n = 0;
+    return rc;
+nomem:
+    sqlite3_finalize(st);
+    bfdb_txn_kv_keys_free(*keys, *lens, *n);
+    *keys = NULL;
+    *lens = NULL;
+    *n = 0;
+    return store_failf(kv, BFDB_ENOMEM, "out of memory");
+}
+
+void
+bfdb_txn_kv_keys_free(char **keys, size_t *lens, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+    free(lens);
+}
+
+int
 bfdb_txn_kv_commit(bfdb_store *kv, uint64_t txn, int blob_prepared)
 {
     int rc;

@@ -264,6 +264,38 @@ rollback_staged(struct worker *w, struct bfdb_txn_slot *s, int outcome)
     bfdb_txntab_end(s, outcome);
 }
 
+/*
+ * cache_commit_begin - the cache's side of a commit that writes kv keys:
+ * drop the entries of exactly the keys it staged (the slot is ours and
+ * COMMITTING, so no op adds one meanwhile; its key locks keep other
+ * writers off them), or, if they cannot be listed, invalidate the whole
+ * cache as raw SQL does.  Ended by bfdb_cache_global_end.
+ */
+static void
+cache_commit_begin(struct worker *w, uint64_t num)
+{
+    char **keys;
+    size_t *lens, n;
+
+    if (bfdb_txn_kv_keys(w->kv, num, &keys, &lens, &n) != BFDB_OK) {
+        log_warn("could not list a commit's keys (%s): invalidating the "
+                 "whole cache", bfdb_store_errmsg(w->kv));
+        bfdb_cache_global_begin(w->shm);
+        return;
+    }
+    struct bfdb_cache_key *ck = n ? calloc(n, sizeof(*ck)) : NULL;
+    if (n && ck == NULL) {
+        bfdb_txn_kv_keys_free(keys, lens, n);
+        bfdb_cache_global_begin(w->shm);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        ck[i] = (struct bfdb_cache_key){keys[i], lens[i]};
+    bfdb_cache_keys_begin(w->cache, w->shm, ck, n);
+    free(ck);
+    bfdb_txn_kv_keys_free(keys, lens, n);
+}
+
 static void
 commit_request(struct call *c, const uint8_t *data, size_t len)
 {
@@ -306,7 +338,7 @@ commit_request(struct call *c, const uint8_t *data, size_t len)
     /* 2: the commit point */
     if (nkv > 0 || prepared) {
         if (nkv > 0)
-            bfdb_cache_global_begin(w->shm);
+            cache_commit_begin(w, s->num);
         rc = bfdb_txn_kv_commit(w->kv, s->num, prepared);
         if (rc == BFDB_OK) /* past the commit point: its blobs are current */
             __atomic_store_n(&s->committed, 1, __ATOMIC_SEQ_CST);

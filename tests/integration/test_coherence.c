@@ -257,6 +257,11 @@ get_from(struct ts_server *s, pid_t pid, const char *k, const char *want,
  * the order in which the client threads saw things happen.
  */
 #define NKEYS 8
+/* the transaction thread writes the last TXN_KEYS keys, the Set/Delete
+ * writers the others (readers and raw SQL all of them): a Set waiting for
+ * a key a transaction holds would block its worker, and with it the
+ * transaction's next call if that worker serves it, until lock_wait */
+#define TXN_KEYS 3
 #define NCONN 3              /* connections per client thread */
 #define RECONNECT_EVERY 64   /* ops: replace one connection (spreads load) */
 #define MAX_TICKS (1u << 21) /* the op table */
@@ -270,7 +275,7 @@ get_from(struct ts_server *s, pid_t pid, const char *k, const char *want,
 #define ACK_NOOP (UINT64_MAX - 1)
 
 enum { OP_NONE = 0, OP_SET, OP_DEL, OP_RAW };
-enum { ROLE_WRITER, ROLE_RAW, ROLE_READER };
+enum { ROLE_WRITER, ROLE_RAW, ROLE_TXN, ROLE_READER };
 
 struct stress {
     const char *addr;
@@ -286,13 +291,14 @@ struct stress {
 
     /* counters (atomic adds) */
     uint64_t reads, reads_value, reads_missing, reads_failed;
-    uint64_t sets, deletes, raws, raw_noops;
+    uint64_t sets, deletes, raws, raw_noops, txns, txns_failed;
     uint64_t maybes, unavailable, other_errors, violations;
 
     pthread_mutex_t mu;       /* notes and served */
     char notes[MAX_NOTES][320];
     int nnotes;
     char error_note[320];
+    char txn_note[320];       /* the first refused commit */
     pid_t served[256];
     int nserved;
 };
@@ -328,7 +334,7 @@ tick(struct stress *s)
     if (t >= MAX_TICKS - TICK_HEADROOM)
         __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
     if (t >= MAX_TICKS)
-        abort(); /* cannot happen: each thread takes < 4 ticks per op */
+        abort(); /* cannot happen: each thread takes <= 4 ticks per op */
     return t;
 }
 
@@ -452,7 +458,7 @@ static void
 do_write(struct client *c, int ci)
 {
     struct stress *s = c->s;
-    int k = (int)(rnd(c) % NKEYS);
+    int k = (int)(rnd(c) % (NKEYS - TXN_KEYS));
     int del = rnd(c) % 100 < 25;
     char key[16], val[128];
     struct gc_reqs q = {0};
@@ -534,6 +540,78 @@ do_raw(struct client *c, int ci)
         } else {
             failed(c, ci, &r, "Execute");
         }
+    }
+    gc_result_free(&r);
+}
+
+/* failed_txn - remember the first refused commit's message */
+static void
+failed_txn(struct stress *s, const char *err)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->txn_note[0] == '\0')
+        snprintf(s->txn_note, sizeof(s->txn_note), "%s", err);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* do_txn - two keys set in one transaction: invoked when each is staged,
+ * acknowledged when the commit answers success; a transaction that did
+ * not commit wrote nothing ("noop"), one whose commit call failed maybe */
+static void
+do_txn(struct client *c, int ci)
+{
+    struct stress *s = c->s;
+    int ks[2];
+    uint64_t v[2];
+    char id[37], key[16], val[128], err[256];
+    struct gc_result r;
+    int staged = 0, recorded = 0;
+
+    int a = (int)(rnd(c) % TXN_KEYS);
+    ks[0] = NKEYS - TXN_KEYS + a;
+    ks[1] = NKEYS - TXN_KEYS + (a + 1 + (int)(rnd(c) % (TXN_KEYS - 1))) %
+                                   TXN_KEYS;
+    if (kc_begin_r(c->conn[ci], -1, -1, id, &r) != 0) {
+        failed(c, ci, &r, "BeginTransaction");
+        gc_result_free(&r);
+        return;
+    }
+    gc_result_free(&r);
+    for (int i = 0; i < 2; i++) {
+        v[i] = tick(s);
+        record_op(s, v[i], OP_SET, ks[i]);
+        recorded++;
+        key_name(ks[i], key, sizeof(key));
+        make_value(v[i], ks[i], val, sizeof(val));
+        kc_kv_set_r(c->conn[ci], id, key, val, STRESS_DEADLINE_MS, &r);
+        int ok = r.code == GRPC_STATUS_OK && r.n == 1;
+        if (!ok)
+            failed(c, ci, &r, "Set in a transaction");
+        gc_result_free(&r);
+        if (!ok)
+            break;
+        staged++;
+    }
+    int res = kc_end_r(c->conn[ci], id, staged == 2, err, sizeof(err),
+                       STRESS_DEADLINE_MS, &r);
+    if (staged == 2 && res == 1) {
+        for (int i = 0; i < 2; i++)
+            acked(s, v[i], ks[i]);
+        bump(&s->txns);
+        served_by(s, r.worker_pid);
+    } else if (staged == 2 && res < 0) {
+        /* the commit call failed: it may have committed */
+        for (int i = 0; i < recorded; i++)
+            __atomic_store_n(&s->op_ack[v[i]], ACK_MAYBE, __ATOMIC_SEQ_CST);
+        bump(&s->maybes);
+        failed(c, ci, &r, "CommitTransaction");
+    } else {
+        /* rolled back, refused, or never committed: nothing written */
+        for (int i = 0; i < recorded; i++)
+            __atomic_store_n(&s->op_ack[v[i]], ACK_NOOP, __ATOMIC_SEQ_CST);
+        bump(&s->txns_failed);
+        if (staged == 2)
+            failed_txn(s, err);
     }
     gc_result_free(&r);
 }
@@ -653,6 +731,8 @@ client_main(void *arg)
         } else if (c->role == ROLE_RAW) {
             do_raw(c, ci);
             ts_sleep_ms(5); /* each raw write empties the whole cache */
+        } else if (c->role == ROLE_TXN) {
+            do_txn(c, ci);
         } else {
             do_read(c, ci);
         }
@@ -669,9 +749,10 @@ client_main(void *arg)
     return NULL;
 }
 
-#define NTHREADS 6
+#define NTHREADS 7
 static const int roles[NTHREADS] = {ROLE_WRITER, ROLE_WRITER, ROLE_RAW,
-                                    ROLE_READER, ROLE_READER, ROLE_READER};
+                                    ROLE_TXN, ROLE_READER, ROLE_READER,
+                                    ROLE_READER};
 
 static struct stress *
 stress_new(struct ts_server *srv, int run_ms)
@@ -752,12 +833,14 @@ stress_report(struct stress *s, struct ts_server *srv, const char *name,
     cr_log_info("%s: %ld ms, %" PRIu64 " reads (%" PRIu64 " values, %" PRIu64
                 " NOT_FOUND, %" PRIu64 " failed), %" PRIu64 " sets, %" PRIu64
                 " deletes, %" PRIu64 " raw writes (+%" PRIu64 " no-op), %"
+                PRIu64 " transactions (+%" PRIu64 " not committed), %"
                 PRIu64 " maybe, %" PRIu64 " UNAVAILABLE, %" PRIu64
                 " other errors; %d workers served; cache: %llu hits, %llu "
                 "misses, %llu fills, %llu skipped; %" PRIu64 " violations",
                 name, ms, s->reads, s->reads_value, s->reads_missing,
                 s->reads_failed, s->sets, s->deletes, s->raws, s->raw_noops,
-                s->maybes, s->unavailable, s->other_errors, s->nserved,
+                s->txns, s->txns_failed, s->maybes, s->unavailable,
+                s->other_errors, s->nserved,
                 t->hits, t->misses, t->fills, t->skipped, s->violations);
     cr_assert_eq(s->violations, 0, "%s: %" PRIu64 " coherence violations, "
                  "first ones:\n%s", name, s->violations, notes);
@@ -774,6 +857,8 @@ stress_report(struct stress *s, struct ts_server *srv, const char *name,
     cr_assert_geq(s->deletes, 10, "%s: %" PRIu64 " deletes", name,
                   s->deletes);
     cr_assert_geq(s->raws, 10, "%s: %" PRIu64 " raw writes", name, s->raws);
+    cr_assert_geq(s->txns, 10, "%s: %" PRIu64 " transactions", name,
+                  s->txns);
     cr_assert_gt(t->hits, 0, "%s: no cache hits at all", name);
     cr_assert_gt(t->fills, 0, "%s: no cache fills at all", name);
 }
@@ -807,6 +892,8 @@ stress_plain(int workers)
                  "first: %s", name, s->other_errors + s->unavailable,
                  s->unavailable, s->error_note);
     cr_assert_eq(s->maybes, 0);
+    cr_assert_eq(s->txns_failed, 0, "%s: %" PRIu64 " transactions did not "
+                 "commit; first: %s", name, s->txns_failed, s->txn_note);
     int distinct = 0;
     for (int i = 0; i < s->nserved; i++) {
         cr_assert(kc_pid_in(s->served[i], w, nw), "%s: pid %ld served, not a "
@@ -1074,6 +1161,53 @@ everywhere(struct gc_conn **c, int nc, const char *k, const char *want)
         else
             kv_expect_missing(c[i], k);
     }
+}
+
+/*
+ * A transaction's commit drops the cache entries of the keys it writes,
+ * and only those: the others stay hits.  Counted with `buffdb stats`:
+ * after the commit, the Gets of the two untouched keys are hits and only
+ * the changed key misses (before, a commit made every entry a miss).
+ */
+Test(coherence, commit_drops_only_the_entries_of_its_keys)
+{
+    struct ts_server *s = ts_start(NULL);
+    struct gc_conn *c = kc_conn_to(s);
+
+    kc_kv_set_ok(c, NULL, "a", "old a");
+    kc_kv_set_ok(c, NULL, "b", "old b");
+    kc_kv_set_ok(c, NULL, "c", "old c");
+    kc_kv_set_ok(c, NULL, "d", "old d");
+    /* the Sets put their values: these are hits */
+    kv_expect(c, "b", "old b");
+    kv_expect(c, "c", "old c");
+    struct totals t0 = stats_totals(s);
+
+    char *id = kc_txn_begin(c);
+    kc_kv_set_ok(c, id, "a", "new a");
+    kc_kv_del_ok(c, id, "d");
+    char err[256];
+    cr_assert(kc_txn_end(c, id, 1, err, sizeof(err)), "commit: %s", err);
+    free(id);
+
+    kv_expect(c, "a", "new a");
+    kv_expect_missing(c, "d");
+    kv_expect(c, "b", "old b");
+    kv_expect(c, "c", "old c");
+    struct totals t1 = stats_totals(s);
+    cr_expect_eq(t1.misses - t0.misses, 2, "misses %llu -> %llu: a and d",
+                 t0.misses, t1.misses);
+    cr_expect_eq(t1.hits - t0.hits, 2, "hits %llu -> %llu: b and c",
+                 t0.hits, t1.hits);
+
+    /* and what the commit's misses filled is the new state */
+    kv_expect(c, "a", "new a");
+    kv_expect_missing(c, "d");
+    struct totals t2 = stats_totals(s);
+    cr_expect_eq(t2.hits - t1.hits, 2, "hits %llu -> %llu: a and d again",
+                 t1.hits, t2.hits);
+    gc_close(c);
+    ts_stop_ok(s);
 }
 
 Test(coherence, cli_writes_while_the_server_runs)

@@ -626,6 +626,93 @@ Test(cache, raw_sql_write_makes_every_entry_a_miss_and_refuses_fills,
     cr_expect(HIT_WITH("w", "y"));
 }
 
+/*
+ * A transaction's commit: the raw-write mark and version, but only the
+ * entries of its keys go; every other entry stays a hit.  While it runs
+ * no fill and no write_end puts; snapshots from before it stay refused.
+ */
+Test(cache, commit_drops_only_its_keys_and_refuses_fills_meanwhile,
+     .fini = teardown)
+{
+    char key[32];
+    struct bfdb_cache_snap before, during;
+    struct bfdb_cache_write w;
+
+    setup_region(CACHE_MIN);
+    open_cache();
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        FILL_FRESH(key, "v");
+    }
+    fill_fresh("gone", 4, NULL, 0);
+    cr_assert_eq(RESULT("gone"), BFDB_CACHE_ABSENT);
+    bfdb_cache_snapshot(g.c, "key-3", 5, &before);
+    cr_assert(before.ok);
+    uint64_t gen = g.shm.hdr->cache_gen, gver = g.shm.hdr->global_ver;
+    struct bfdb_cache_stats st0;
+    cr_assert_eq(bfdb_cache_stats(g.c, &st0), 0);
+
+    const struct bfdb_cache_key keys[] = {
+        {"key-3", 5}, {"key-5", 5}, {"gone", 4}, {"never-cached", 12}};
+    cr_expect_eq(bfdb_cache_keys_begin(g.c, &g.shm, keys, 4), 3);
+    cr_expect_eq(g.shm.hdr->cache_gen, gen, "the generation stays");
+    cr_expect_eq(g.shm.hdr->global_ver, gver + 1);
+    cr_expect_eq(g.shm.self->global, 1);
+    cr_expect_eq(RESULT("key-3"), BFDB_CACHE_MISS);
+    cr_expect_eq(RESULT("key-5"), BFDB_CACHE_MISS);
+    cr_expect_eq(RESULT("gone"), BFDB_CACHE_MISS);
+    for (int i = 0; i < 10; i++) {
+        if (i == 3 || i == 5)
+            continue;
+        snprintf(key, sizeof(key), "key-%d", i);
+        cr_expect(HIT_WITH(key, "v"), "%s stays cached", key);
+    }
+    struct bfdb_cache_stats st1;
+    cr_assert_eq(bfdb_cache_stats(g.c, &st1), 0);
+    cr_expect_eq(st1.entries, st0.entries - 3);
+    cr_expect_lt(st1.bytes, st0.bytes);
+
+    /* while it runs: no snapshot is good, no fill and no write_end puts */
+    bfdb_cache_snapshot(g.c, "key-3", 5, &during);
+    cr_expect_not(during.ok);
+    bfdb_cache_fill(g.c, "key-3", 5, &during, "old", 3);
+    bfdb_cache_fill(g.c, "key-3", 5, &before, "old", 3);
+    cr_expect_eq(RESULT("key-3"), BFDB_CACHE_MISS);
+    cr_assert_eq(bfdb_cache_write_begin(g.c, "w", 1, &w), 0);
+    bfdb_cache_write_end(g.c, "w", 1, &w, 1, "x", 1);
+    cr_expect_eq(RESULT("w"), BFDB_CACHE_MISS);
+
+    bfdb_cache_global_end(&g.shm);
+    cr_expect_eq(g.shm.self->global, 0);
+    cr_expect_eq(g.shm.hdr->global_ver, gver + 2);
+    /* snapshots from before or during it stay refused; fresh ones fill */
+    bfdb_cache_fill(g.c, "key-3", 5, &before, "old", 3);
+    bfdb_cache_fill(g.c, "key-3", 5, &during, "old", 3);
+    cr_expect_eq(RESULT("key-3"), BFDB_CACHE_MISS);
+    FILL_FRESH("key-3", "new");
+    cr_expect(HIT_WITH("key-3", "new"));
+    cr_expect(HIT_WITH("key-0", "v"));
+
+    /* no keys: the mark and versions alone */
+    cr_expect_eq(bfdb_cache_keys_begin(g.c, &g.shm, NULL, 0), 0);
+    cr_expect_eq(g.shm.self->global, 1);
+    bfdb_cache_global_end(&g.shm);
+    cr_expect(HIT_WITH("key-0", "v"));
+}
+
+Test(cache, commit_without_a_cache_still_marks_the_region, .fini = teardown)
+{
+    setup_region(CACHE_MIN);
+    uint64_t gver = g.shm.hdr->global_ver;
+    const struct bfdb_cache_key k = {"k", 1};
+
+    cr_expect_eq(bfdb_cache_keys_begin(NULL, &g.shm, &k, 1), 0);
+    cr_expect_eq(g.shm.self->global, 1);
+    cr_expect_eq(g.shm.hdr->global_ver, gver + 1);
+    bfdb_cache_global_end(&g.shm);
+    cr_expect_eq(g.shm.self->global, 0);
+}
+
 Test(cache, of_two_writers_on_a_stripe_the_first_to_end_does_not_put,
      .fini = teardown)
 {

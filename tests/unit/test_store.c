@@ -342,6 +342,52 @@ Test(kv, set_then_get_round_trips)
     bfdb_store_close(s);
 }
 
+/* has_key - 1 if keys[0..n) holds k */
+static int
+has_key(char **keys, size_t *lens, size_t n, const char *k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lens[i] == strlen(k) && memcmp(keys[i], k, lens[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* what a transaction's commit will change: each key it staged, once,
+ * sets and deletes alike, none of another transaction's */
+Test(kv, txn_kv_keys_lists_the_distinct_staged_keys)
+{
+    bfdb_store *s = open_kv();
+    char **keys;
+    size_t *lens, n;
+
+    CHECK_OK(s, bfdb_txn_kv_keys(s, 7, &keys, &lens, &n));
+    cr_expect_eq(n, 0);
+    bfdb_txn_kv_keys_free(keys, lens, n);
+
+    CHECK_OK(s, bfdb_txn_kv_stage(s, 7, "a", 1, "1", 1));
+    CHECK_OK(s, bfdb_txn_kv_stage(s, 7, "b", 1, "2", 1));
+    CHECK_OK(s, bfdb_txn_kv_stage(s, 7, "a", 1, NULL, 0));
+    CHECK_OK(s, bfdb_txn_kv_stage(s, 7, "long key", 8, "3", 1));
+    CHECK_OK(s, bfdb_txn_kv_stage(s, 8, "other", 5, "4", 1));
+    CHECK_OK(s, bfdb_txn_kv_keys(s, 7, &keys, &lens, &n));
+    cr_expect_eq(n, 3);
+    cr_expect(has_key(keys, lens, n, "a"));
+    cr_expect(has_key(keys, lens, n, "b"));
+    cr_expect(has_key(keys, lens, n, "long key"));
+    cr_expect_not(has_key(keys, lens, n, "other"));
+    for (size_t i = 0; i < n; i++)
+        cr_expect_eq(keys[i][lens[i]], '\0', "NUL-terminated");
+    bfdb_txn_kv_keys_free(keys, lens, n);
+
+    CHECK_OK(s, bfdb_txn_kv_commit(s, 7, 0));
+    CHECK_OK(s, bfdb_txn_kv_keys(s, 7, &keys, &lens, &n));
+    cr_expect_eq(n, 0, "nothing staged after the commit");
+    bfdb_txn_kv_keys_free(keys, lens, n);
+    kv_expect(s, "b", 1, "2", 1);
+    kv_expect_missing(s, "a", 1);
+    bfdb_store_close(s);
+}
+
 Test(kv, second_set_replaces_the_value)
 {
     bfdb_store *s = open_kv();
