@@ -623,10 +623,10 @@ static int
 write_index_key(bfdb_store *s, const char *name)
 {
     sqlite3_stmt *st;
-    char key[BFDB_MODEL_NAME_MAX + 16];
+    char key[BFDB_MODEL_KEY_MAX];
     int rc;
 
-    snprintf(key, sizeof(key), "model:%s:index", name);
+    bfdb_model_key_index(key, sizeof(key), name);
     if ((rc = prep(s, "SELECT json_group_array(version), count(*) FROM"
                       " (SELECT version FROM buffdb_model_version WHERE"
                       " name = ?1 ORDER BY seq)", &st)) != BFDB_OK)
@@ -647,10 +647,33 @@ write_index_key(bfdb_store *s, const char *name)
     return rc;
 }
 
-static void
-alias_key(char *buf, size_t cap, const char *name, const char *alias)
+/* key_len - what snprintf wrote, or cap - 1 if it cut (cap > 0) */
+static size_t
+key_len(int n, size_t cap)
 {
-    snprintf(buf, cap, "model:%s:alias:%s", name, alias);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+size_t
+bfdb_model_key_metadata(char *buf, size_t cap, const char *name,
+                        const char *version)
+{
+    return key_len(snprintf(buf, cap, "model:%s:%s:metadata", name, version),
+                   cap);
+}
+
+size_t
+bfdb_model_key_index(char *buf, size_t cap, const char *name)
+{
+    return key_len(snprintf(buf, cap, "model:%s:index", name), cap);
+}
+
+size_t
+bfdb_model_key_alias(char *buf, size_t cap, const char *name,
+                     const char *alias)
+{
+    return key_len(snprintf(buf, cap, "model:%s:alias:%s", name, alias),
+                   cap);
 }
 
 /* ---- kv side: versions ------------------------------------------------------- */
@@ -685,7 +708,7 @@ bfdb_model_commit(bfdb_store *s, const char *name, const char *version,
                   const void *info, size_t ilen, const char *json,
                   size_t jlen)
 {
-    char key[2 * BFDB_MODEL_NAME_MAX + 32];
+    char key[BFDB_MODEL_KEY_MAX];
     sqlite3_stmt *st;
     int rc;
 
@@ -718,7 +741,7 @@ bfdb_model_commit(bfdb_store *s, const char *name, const char *version,
                          " AND version = ?2", name, version,
                       "could not finish the push")) != BFDB_OK)
         goto fail;
-    snprintf(key, sizeof(key), "model:%s:%s:metadata", name, version);
+    bfdb_model_key_metadata(key, sizeof(key), name, version);
     if ((rc = kv_put(s, key, json, jlen)) != BFDB_OK ||
         (rc = write_index_key(s, name)) != BFDB_OK)
         goto fail;
@@ -937,7 +960,7 @@ bfdb_model_delete(bfdb_store *s, const char *name, const char *version,
                   int force, uint8_t (**shas)[BFDB_SHA256_LEN], size_t *n,
                   char ***removed, size_t *nremoved)
 {
-    char key[2 * BFDB_MODEL_NAME_MAX + 32];
+    char key[BFDB_MODEL_KEY_MAX];
     char **al = NULL, **av = NULL;
     size_t nal = 0;
     int rc;
@@ -962,7 +985,7 @@ bfdb_model_delete(bfdb_store *s, const char *name, const char *version,
         goto fail;
     }
     for (size_t i = 0; i < nal; i++) {
-        alias_key(key, sizeof(key), name, al[i]);
+        bfdb_model_key_alias(key, sizeof(key), name, al[i]);
         if ((rc = kv_del(s, key)) != BFDB_OK)
             goto fail;
     }
@@ -980,7 +1003,7 @@ bfdb_model_delete(bfdb_store *s, const char *name, const char *version,
                          " AND version = ?2", name, version,
                       "could not drop the version")) != BFDB_OK)
         goto fail;
-    snprintf(key, sizeof(key), "model:%s:%s:metadata", name, version);
+    bfdb_model_key_metadata(key, sizeof(key), name, version);
     if ((rc = kv_del(s, key)) != BFDB_OK ||
         (rc = write_index_key(s, name)) != BFDB_OK)
         goto fail;
@@ -1005,7 +1028,7 @@ int
 bfdb_model_alias_set(bfdb_store *s, const char *name, const char *alias,
                      const char *version, char **previous)
 {
-    char key[2 * BFDB_MODEL_NAME_MAX + 32];
+    char key[BFDB_MODEL_KEY_MAX];
     sqlite3_stmt *st;
     int rc;
 
@@ -1029,7 +1052,7 @@ bfdb_model_alias_set(bfdb_store *s, const char *name, const char *alias,
         rc = store_failf(s, BFDB_ENOMEM, "out of memory");
         goto fail;
     }
-    alias_key(key, sizeof(key), name, alias);
+    bfdb_model_key_alias(key, sizeof(key), name, alias);
     if (version == NULL || *version == '\0') {
         if ((rc = exec_nv(s, "DELETE FROM buffdb_model_alias WHERE name = ?1"
                              " AND alias = ?2", name, alias,

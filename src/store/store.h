@@ -437,6 +437,16 @@ int bfdb_store_mark_running(bfdb_store *kv, int running, int *was_unclean);
 #define BFDB_MODEL_PART_SIZE ((4u << 20) - (64u << 10))
 #define BFDB_MODEL_NAME_MAX 200
 #define BFDB_SHA256_LEN 32
+/* room for any of the kv keys below, with its NUL */
+#define BFDB_MODEL_KEY_MAX (2 * BFDB_MODEL_NAME_MAX + 32)
+
+/* the kv keys upstream clients read: model:<name>:<version>:metadata,
+ * model:<name>:index, model:<name>:alias:<alias>; each returns its length */
+size_t bfdb_model_key_metadata(char *buf, size_t cap, const char *name,
+                               const char *version);
+size_t bfdb_model_key_index(char *buf, size_t cap, const char *name);
+size_t bfdb_model_key_alias(char *buf, size_t cap, const char *name,
+                            const char *alias);
 
 struct bfdb_model_part {
     uint32_t file;

@@ -17,7 +17,11 @@
  *                         freed between another push finding it and that
  *                         push recording that it uses it
  * Writes to kv keys (the metadata, index and alias keys) go through the
- * cache's raw-write protocol (bfdb_cache_global_begin/end).
+ * cache's commit protocol: a push's commit and an alias change drop the
+ * entries of the keys they write (bfdb_cache_keys_begin); a delete,
+ * which also removes the aliases of the version (known only inside its
+ * SQLite transaction), invalidates the whole cache (global_begin).  All
+ * end with bfdb_cache_global_end.
  *
  * Pull streams from a pooled blob connection: one part (at most 4 MiB) is
  * read and checked against its digest, then sent in chunks.
@@ -1328,7 +1332,12 @@ push_end(struct call *c)
         goto out;
     }
     protobuf_c_message_pack(&b.mi.base, packed);
-    bfdb_cache_global_begin(w->shm);
+    /* the commit writes two kv keys: their cache entries go */
+    char mk[BFDB_MODEL_KEY_MAX], ik[BFDB_MODEL_KEY_MAX];
+    struct bfdb_cache_key ck[2] = {
+        {mk, bfdb_model_key_metadata(mk, sizeof(mk), p->name, p->version)},
+        {ik, bfdb_model_key_index(ik, sizeof(ik), p->name)}};
+    bfdb_cache_keys_begin(w->cache, w->shm, ck, 2);
     int rc = bfdb_model_commit(w->kv, p->name, p->version, packed, len, json,
                                strlen(json));
     bfdb_cache_global_end(w->shm);
@@ -1995,7 +2004,11 @@ set_alias_request(struct call *c, const uint8_t *data, size_t len)
         (alias = name_field(c, &req->alias, "alias", 0)) == NULL ||
         (ver = name_field(c, &req->version, "version", 1)) == NULL)
         goto out;
-    bfdb_cache_global_begin(w->shm);
+    /* it writes one kv key, the alias's: its cache entry goes */
+    char ak[BFDB_MODEL_KEY_MAX];
+    struct bfdb_cache_key ck = {
+        ak, bfdb_model_key_alias(ak, sizeof(ak), name, alias)};
+    bfdb_cache_keys_begin(w->cache, w->shm, &ck, 1);
     int rc = bfdb_model_alias_set(w->kv, name, alias, ver, &prev);
     bfdb_cache_global_end(w->shm);
     if (rc != BFDB_OK) {

@@ -1601,6 +1601,59 @@ Test(model, other_files_replace_an_unfinished_push_and_abort_frees_it)
 
 /* ---- 5. deduplication --------------------------------------------------- */
 
+/* kv_is - assert key's value through Kv.Get, twice (the second read is
+ * served from the key cache once the first filled it) */
+static void
+kv_is(struct gc_conn *c, const char *key, const char *want)
+{
+    for (int i = 0; i < 2; i++) {
+        char *v = kc_kv_value(c, key);
+        cr_assert_not_null(v, "%s: NOT_FOUND, expected %s", key, want);
+        cr_assert_str_eq(v, want, "%s (read %d)", key, i + 1);
+        free(v);
+    }
+}
+
+/*
+ * A push's commit and an alias change drop the cache entries of the kv
+ * keys they write (and only those): read through Kv.Get, cached, then
+ * changed by the Model service, they read the new value at once.
+ */
+Test(model, model_writes_keep_their_cached_kv_keys_current)
+{
+    struct ts_server *s = ts_start(NULL);
+    struct gc_conn *c = kc_conn_to(s);
+    struct mfile f;
+
+    kc_kv_set_ok(c, NULL, "other", "x");
+    mfile_random(&f, "w.bin", 1000, 91);
+    ModelInfo *v1 = push_ok(c, "cm", "v1", &f, 1);
+    buffdb__model__model_info__free_unpacked(v1, NULL);
+    kv_is(c, "model:cm:index", "[\"v1\"]");
+    alias_ok(c, "cm", "prod", "v1", "");
+    kv_is(c, "model:cm:alias:prod", "v1");
+    kv_is(c, "other", "x");
+
+    f.data[0] ^= 1;
+    mfile_rehash(&f);
+    ModelInfo *v2 = push_ok(c, "cm", "v2", &f, 1);
+    buffdb__model__model_info__free_unpacked(v2, NULL);
+    kv_is(c, "model:cm:index", "[\"v1\",\"v2\"]");
+    char *md = kc_kv_value(c, "model:cm:v2:metadata");
+    cr_assert_not_null(md, "no metadata key for v2");
+    cr_expect_not_null(strstr(md, "\"version\":\"v2\""), "%s", md);
+    free(md);
+
+    alias_ok(c, "cm", "prod", "v2", "v1");
+    kv_is(c, "model:cm:alias:prod", "v2");
+    alias_ok(c, "cm", "prod", "", "v2"); /* removed */
+    cr_assert_null(kc_kv_value(c, "model:cm:alias:prod"));
+    kv_is(c, "other", "x");
+    mfiles_free(&f, 1);
+    gc_close(c);
+    ts_stop_ok(s);
+}
+
 Test(model, a_changed_byte_costs_one_part_and_delete_frees_only_it)
 {
     struct ts_server *s = ts_start(NULL);
