@@ -611,8 +611,15 @@ bfdb_cache_keys_begin(bfdb_cache *c, bfdb_shm *shm,
      * the mark is up */
     __atomic_store_n(&shm->self->global, 1, __ATOMIC_SEQ_CST);
     __atomic_fetch_add(&shm->hdr->global_ver, 1, __ATOMIC_SEQ_CST);
-    if (c == NULL)
+    if (c == NULL) {
+        /* no cache here: fine if the server runs none; otherwise its
+         * entries cannot be reached, so all of them go */
+        if (load64(&shm->hdr->cache_size) != 0) {
+            __atomic_fetch_add(&shm->hdr->cache_gen, 1, __ATOMIC_SEQ_CST);
+            return -1;
+        }
         return 0;
+    }
     /* then the entries the commit changes go, before it commits */
     if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) == 0) {
         meta_get(c, txn, &m);

@@ -18,7 +18,8 @@
  *            the version, clear the mark.
  *   raw SQL: the same with the global version; begin also moves the cache
  *            generation, which makes every entry a miss.
- *   a transaction's commit: the raw-write mark and version, but it drops
+ *   a commit whose keys are known (a transaction's, a model push's, an
+ *            alias change): the raw-write mark and version, but it drops
  *            only the entries of the keys it writes.
  * The cache is bounded (cache_size): entries are evicted CLOCK-style
  * (insertion order with a second chance for entries read since).
@@ -106,11 +107,13 @@ struct bfdb_cache_key {
 
 /*
  * bfdb_cache_keys_begin - around a commit that writes exactly the keys
- * keys[0..n) (a transaction's): the raw-write mark and global version
+ * keys[0..n) and no other kv key (a transaction's, a model push's, an
+ * alias change): the raw-write mark and global version
  * bump of bfdb_cache_global_begin, but instead of moving the generation
  * (every entry a miss) only those keys' entries are dropped, in one LMDB
  * write transaction, before the commit.  If they cannot be dropped the
- * generation moves after all.  c may be NULL (no cache).  End with
+ * generation moves after all.  c may be NULL (no cache in this process;
+ * if the region says the server has one, the generation moves).  End with
  * bfdb_cache_global_end.  Returns the entries dropped, or -1 if the
  * whole cache was invalidated instead.
  */

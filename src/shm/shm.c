@@ -364,7 +364,8 @@ reap_record(bfdb_shm *shm, struct bfdb_shm_record *r, pid_t pid)
     if (__atomic_load_n(&r->global, __ATOMIC_SEQ_CST)) {
         __atomic_fetch_add(&shm->hdr->global_ver, 1, __ATOMIC_SEQ_CST);
         __atomic_store_n(&r->global, 0, __ATOMIC_SEQ_CST);
-        log_info("process %ld died during a raw SQL write: repaired",
+        log_info("process %ld died during a raw SQL write or a commit: "
+                 "repaired",
                  (long)pid);
     }
     int n = bfdb_locktab_release_pid(shm->locktab, pid);

@@ -192,8 +192,10 @@ bfdb_txn_kv_keys(bfdb_store *kv, uint64_t txn, char ***keys, size_t **lens,
         return rc;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)txn);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        size_t len = (size_t)sqlite3_column_bytes(st, 0);
         const unsigned char *t = sqlite3_column_text(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (t == NULL && len > 0)
+            goto nomem;
         if (*n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             char **nk = realloc(*keys, ncap * sizeof(**keys));

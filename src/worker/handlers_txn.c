@@ -267,9 +267,9 @@ rollback_staged(struct worker *w, struct bfdb_txn_slot *s, int outcome)
 /*
  * cache_commit_begin - the cache's side of a commit that writes kv keys:
  * drop the entries of exactly the keys it staged (the slot is ours and
- * COMMITTING, so no op adds one meanwhile; its key locks keep other
- * writers off them), or, if they cannot be listed, invalidate the whole
- * cache as raw SQL does.  Ended by bfdb_cache_global_end.
+ * COMMITTING, so no op adds one meanwhile), or, if they cannot be
+ * listed, invalidate the whole cache as raw SQL does.  Ended by
+ * bfdb_cache_global_end.
  */
 static void
 cache_commit_begin(struct worker *w, uint64_t num)
@@ -285,6 +285,8 @@ cache_commit_begin(struct worker *w, uint64_t num)
     }
     struct bfdb_cache_key *ck = n ? calloc(n, sizeof(*ck)) : NULL;
     if (n && ck == NULL) {
+        log_warn("out of memory listing a commit's keys: invalidating the "
+                 "whole cache");
         bfdb_txn_kv_keys_free(keys, lens, n);
         bfdb_cache_global_begin(w->shm);
         return;

@@ -700,17 +700,28 @@ Test(cache, commit_drops_only_its_keys_and_refuses_fills_meanwhile,
     cr_expect(HIT_WITH("key-0", "v"));
 }
 
-Test(cache, commit_without_a_cache_still_marks_the_region, .fini = teardown)
+/* no cache handle: with the cache off the mark and version alone; with
+ * a cache this process cannot reach, every entry goes (generation) */
+Test(cache, commit_without_a_cache_handle, .fini = teardown)
 {
-    setup_region(CACHE_MIN);
-    uint64_t gver = g.shm.hdr->global_ver;
     const struct bfdb_cache_key k = {"k", 1};
 
+    setup_region(0);
+    uint64_t gver = g.shm.hdr->global_ver, gen = g.shm.hdr->cache_gen;
     cr_expect_eq(bfdb_cache_keys_begin(NULL, &g.shm, &k, 1), 0);
     cr_expect_eq(g.shm.self->global, 1);
     cr_expect_eq(g.shm.hdr->global_ver, gver + 1);
+    cr_expect_eq(g.shm.hdr->cache_gen, gen, "cache off: nothing to drop");
     bfdb_cache_global_end(&g.shm);
     cr_expect_eq(g.shm.self->global, 0);
+    teardown();
+
+    setup_region(CACHE_MIN);
+    gen = g.shm.hdr->cache_gen;
+    cr_expect_eq(bfdb_cache_keys_begin(NULL, &g.shm, &k, 1), -1);
+    cr_expect_eq(g.shm.hdr->cache_gen, gen + 1, "a cache out of reach: "
+                 "every entry goes");
+    bfdb_cache_global_end(&g.shm);
 }
 
 Test(cache, of_two_writers_on_a_stripe_the_first_to_end_does_not_put,

@@ -369,12 +369,18 @@ Test(kv, txn_kv_keys_lists_the_distinct_staged_keys)
     CHECK_OK(s, bfdb_txn_kv_stage(s, 7, "a", 1, NULL, 0));
     CHECK_OK(s, bfdb_txn_kv_stage(s, 7, "long key", 8, "3", 1));
     CHECK_OK(s, bfdb_txn_kv_stage(s, 8, "other", 5, "4", 1));
+    CHECK_OK(s, bfdb_txn_kv_stage(s, 7, "n\0ul", 4, "5", 1));
     CHECK_OK(s, bfdb_txn_kv_keys(s, 7, &keys, &lens, &n));
-    cr_expect_eq(n, 3);
+    cr_expect_eq(n, 4);
     cr_expect(has_key(keys, lens, n, "a"));
     cr_expect(has_key(keys, lens, n, "b"));
     cr_expect(has_key(keys, lens, n, "long key"));
     cr_expect_not(has_key(keys, lens, n, "other"));
+    int nul = 0; /* a NUL byte inside: all 4 bytes, not "n" */
+    for (size_t i = 0; i < n; i++)
+        nul |= lens[i] == 4 && memcmp(keys[i], "n\0ul", 4) == 0;
+    cr_expect(nul, "the key with a NUL byte is listed whole");
+    cr_expect_not(has_key(keys, lens, n, "n"));
     for (size_t i = 0; i < n; i++)
         cr_expect_eq(keys[i][lens[i]], '\0', "NUL-terminated");
     bfdb_txn_kv_keys_free(keys, lens, n);
