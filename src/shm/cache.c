@@ -597,8 +597,8 @@ bfdb_cache_write_end(bfdb_cache *c, const void *key, size_t klen,
 }
 
 int
-bfdb_cache_keys_begin(bfdb_cache *c, bfdb_shm *shm,
-                      const struct bfdb_cache_key *keys, size_t n)
+bfdb_cache_keys_begin(bfdb_cache *c, bfdb_shm *shm, const char *const *keys,
+                      const size_t *lens, size_t n)
 {
     MDB_txn *txn;
     struct cache_meta m;
@@ -624,9 +624,9 @@ bfdb_cache_keys_begin(bfdb_cache *c, bfdb_shm *shm,
     if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) == 0) {
         meta_get(c, txn, &m);
         for (size_t i = 0; i < n && rc == 0; i++) {
-            if (!cacheable(c, keys[i].len))
+            if (!cacheable(c, lens[i]))
                 continue;
-            MDB_val k = {keys[i].len, (void *)keys[i].key};
+            MDB_val k = {lens[i], (void *)keys[i]};
             uint64_t before = m.entries;
             rc = entry_remove(c, txn, &k, &m);
             dropped += m.entries < before;

@@ -99,15 +99,9 @@ void bfdb_cache_write_end(bfdb_cache *c, const void *key, size_t klen,
 void bfdb_cache_global_begin(bfdb_shm *shm);
 void bfdb_cache_global_end(bfdb_shm *shm);
 
-/* a kv key, for bfdb_cache_keys_begin */
-struct bfdb_cache_key {
-    const void *key;
-    size_t len;
-};
-
 /*
  * bfdb_cache_keys_begin - around a commit that writes exactly the keys
- * keys[0..n) and no other kv key (a transaction's, a model push's, an
+ * keys[0..n) (of lens[0..n) bytes) and no other kv key (a transaction's, a model push's, an
  * alias change): the raw-write mark and global version
  * bump of bfdb_cache_global_begin, but instead of moving the generation
  * (every entry a miss) only those keys' entries are dropped, in one LMDB
@@ -118,7 +112,8 @@ struct bfdb_cache_key {
  * whole cache was invalidated instead.
  */
 int bfdb_cache_keys_begin(bfdb_cache *c, bfdb_shm *shm,
-                          const struct bfdb_cache_key *keys, size_t n);
+                          const char *const *keys, const size_t *lens,
+                          size_t n);
 
 struct bfdb_cache_stats {
     uint64_t entries;

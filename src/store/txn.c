@@ -199,13 +199,13 @@ bfdb_txn_kv_keys(bfdb_store *kv, uint64_t txn, char ***keys, size_t **lens,
         if (*n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             char **nk = realloc(*keys, ncap * sizeof(**keys));
-            if (nk != NULL)
-                *keys = nk;
-            size_t *nl = nk ? realloc(*lens, ncap * sizeof(**lens)) : NULL;
-            if (nl != NULL)
-                *lens = nl;
-            if (nk == NULL || nl == NULL)
+            if (nk == NULL)
                 goto nomem;
+            *keys = nk;
+            size_t *nl = realloc(*lens, ncap * sizeof(**lens));
+            if (nl == NULL)
+                goto nomem;
+            *lens = nl;
             cap = ncap;
         }
         char *k = malloc(len + 1);
@@ -222,18 +222,16 @@ bfdb_txn_kv_keys(bfdb_store *kv, uint64_t txn, char ***keys, size_t **lens,
     if (rc == SQLITE_DONE)
         return BFDB_OK;
     rc = store_fail(kv, rc, "could not list the staged keys");
+    goto fail;
+nomem:
+    sqlite3_finalize(st);
+    rc = store_failf(kv, BFDB_ENOMEM, "out of memory");
+fail:
     bfdb_txn_kv_keys_free(*keys, *lens, *n);
     *keys = NULL;
     *lens = NULL;
     *n = 0;
     return rc;
-nomem:
-    sqlite3_finalize(st);
-    bfdb_txn_kv_keys_free(*keys, *lens, *n);
-    *keys = NULL;
-    *lens = NULL;
-    *n = 0;
-    return store_failf(kv, BFDB_ENOMEM, "out of memory");
 }
 
 void

@@ -1334,10 +1334,11 @@ push_end(struct call *c)
     protobuf_c_message_pack(&b.mi.base, packed);
     /* the commit writes two kv keys: their cache entries go */
     char mk[BFDB_MODEL_KEY_MAX], ik[BFDB_MODEL_KEY_MAX];
-    struct bfdb_cache_key ck[2] = {
-        {mk, bfdb_model_key_metadata(mk, sizeof(mk), p->name, p->version)},
-        {ik, bfdb_model_key_index(ik, sizeof(ik), p->name)}};
-    bfdb_cache_keys_begin(w->cache, w->shm, ck, 2);
+    const char *keys[2] = {mk, ik};
+    size_t lens[2] = {
+        bfdb_model_key_metadata(mk, sizeof(mk), p->name, p->version),
+        bfdb_model_key_index(ik, sizeof(ik), p->name)};
+    bfdb_cache_keys_begin(w->cache, w->shm, keys, lens, 2);
     int rc = bfdb_model_commit(w->kv, p->name, p->version, packed, len, json,
                                strlen(json));
     bfdb_cache_global_end(w->shm);
@@ -2006,9 +2007,9 @@ set_alias_request(struct call *c, const uint8_t *data, size_t len)
         goto out;
     /* it writes one kv key, the alias's: its cache entry goes */
     char ak[BFDB_MODEL_KEY_MAX];
-    struct bfdb_cache_key ck = {
-        ak, bfdb_model_key_alias(ak, sizeof(ak), name, alias)};
-    bfdb_cache_keys_begin(w->cache, w->shm, &ck, 1);
+    const char *keys[1] = {ak};
+    size_t lens[1] = {bfdb_model_key_alias(ak, sizeof(ak), name, alias)};
+    bfdb_cache_keys_begin(w->cache, w->shm, keys, lens, 1);
     int rc = bfdb_model_alias_set(w->kv, name, alias, ver, &prev);
     bfdb_cache_global_end(w->shm);
     if (rc != BFDB_OK) {

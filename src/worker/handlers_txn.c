@@ -283,18 +283,8 @@ cache_commit_begin(struct worker *w, uint64_t num)
         bfdb_cache_global_begin(w->shm);
         return;
     }
-    struct bfdb_cache_key *ck = n ? calloc(n, sizeof(*ck)) : NULL;
-    if (n && ck == NULL) {
-        log_warn("out of memory listing a commit's keys: invalidating the "
-                 "whole cache");
-        bfdb_txn_kv_keys_free(keys, lens, n);
-        bfdb_cache_global_begin(w->shm);
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        ck[i] = (struct bfdb_cache_key){keys[i], lens[i]};
-    bfdb_cache_keys_begin(w->cache, w->shm, ck, n);
-    free(ck);
+    bfdb_cache_keys_begin(w->cache, w->shm, (const char *const *)keys, lens,
+                          n);
     bfdb_txn_kv_keys_free(keys, lens, n);
 }
 

@@ -652,9 +652,9 @@ Test(cache, commit_drops_only_its_keys_and_refuses_fills_meanwhile,
     struct bfdb_cache_stats st0;
     cr_assert_eq(bfdb_cache_stats(g.c, &st0), 0);
 
-    const struct bfdb_cache_key keys[] = {
-        {"key-3", 5}, {"key-5", 5}, {"gone", 4}, {"never-cached", 12}};
-    cr_expect_eq(bfdb_cache_keys_begin(g.c, &g.shm, keys, 4), 3);
+    const char *const keys[] = {"key-3", "key-5", "gone", "never-cached"};
+    const size_t lens[] = {5, 5, 4, 12};
+    cr_expect_eq(bfdb_cache_keys_begin(g.c, &g.shm, keys, lens, 4), 3);
     cr_expect_eq(g.shm.hdr->cache_gen, gen, "the generation stays");
     cr_expect_eq(g.shm.hdr->global_ver, gver + 1);
     cr_expect_eq(g.shm.self->global, 1);
@@ -694,7 +694,7 @@ Test(cache, commit_drops_only_its_keys_and_refuses_fills_meanwhile,
     cr_expect(HIT_WITH("key-0", "v"));
 
     /* no keys: the mark and versions alone */
-    cr_expect_eq(bfdb_cache_keys_begin(g.c, &g.shm, NULL, 0), 0);
+    cr_expect_eq(bfdb_cache_keys_begin(g.c, &g.shm, NULL, NULL, 0), 0);
     cr_expect_eq(g.shm.self->global, 1);
     bfdb_cache_global_end(&g.shm);
     cr_expect(HIT_WITH("key-0", "v"));
@@ -704,11 +704,12 @@ Test(cache, commit_drops_only_its_keys_and_refuses_fills_meanwhile,
  * a cache this process cannot reach, every entry goes (generation) */
 Test(cache, commit_without_a_cache_handle, .fini = teardown)
 {
-    const struct bfdb_cache_key k = {"k", 1};
+    const char *const k[] = {"k"};
+    const size_t kl[] = {1};
 
     setup_region(0);
     uint64_t gver = g.shm.hdr->global_ver, gen = g.shm.hdr->cache_gen;
-    cr_expect_eq(bfdb_cache_keys_begin(NULL, &g.shm, &k, 1), 0);
+    cr_expect_eq(bfdb_cache_keys_begin(NULL, &g.shm, k, kl, 1), 0);
     cr_expect_eq(g.shm.self->global, 1);
     cr_expect_eq(g.shm.hdr->global_ver, gver + 1);
     cr_expect_eq(g.shm.hdr->cache_gen, gen, "cache off: nothing to drop");
@@ -718,7 +719,7 @@ Test(cache, commit_without_a_cache_handle, .fini = teardown)
 
     setup_region(CACHE_MIN);
     gen = g.shm.hdr->cache_gen;
-    cr_expect_eq(bfdb_cache_keys_begin(NULL, &g.shm, &k, 1), -1);
+    cr_expect_eq(bfdb_cache_keys_begin(NULL, &g.shm, k, kl, 1), -1);
     cr_expect_eq(g.shm.hdr->cache_gen, gen + 1, "a cache out of reach: "
                  "every entry goes");
     bfdb_cache_global_end(&g.shm);
