@@ -72,17 +72,10 @@ BENCH=${BENCH_BIN:-$BUILD/buffdb-bench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 CPU=$HERE/server_cpu.sh
 
-die() {
-	echo "cache_ratio.sh: $*" >&2
-	exit 2
-}
+prog=cache_ratio.sh
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
-# whole NAME VALUE - die unless VALUE is a whole number
-whole() {
-	case $2 in
-	'' | *[!0-9]*) die "$1 must be a whole number, not '$2'" ;;
-	esac
-}
 whole KEYS "$KEYS"
 whole VALUE_SIZE "$VALUE_SIZE"
 whole WORKERS "$WORKERS"
@@ -119,87 +112,24 @@ cleanup() {
 		kill -TERM "$bench_pid" 2>/dev/null || true
 		wait "$bench_pid" 2>/dev/null || true
 	fi
-	# SIGTERM each master (it stops its workers), wait up to 15 s, then
-	# SIGKILL what is left; workers die with their master (PDEATHSIG)
-	for p in $pids; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	n=0
-	while [ "$n" -lt 150 ]; do
-		alive=""
-		for p in $pids; do
-			if kill -0 "$p" 2>/dev/null; then
-				alive="$alive $p"
-			fi
-		done
-		[ -n "$alive" ] || break
-		sleep 0.1
-		n=$((n + 1))
-	done
-	for p in $pids; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	# workers die with their master (PDEATHSIG)
+	# shellcheck disable=SC2086 # one argument per pid
+	[ -z "$pids" ] || server_stop $pids
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# free_port - a TCP port on 127.0.0.1 free at the moment of asking
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
-# start NAME CACHE_SIZE - start a server in $dir/NAME; sets $port and
-# $pid and appends the pid to $pids.  The port may be taken between
-# free_port and the bind: then try another, five times at most.
+# start NAME CACHE_SIZE - start a server in $dir/NAME (lib.sh's
+# server_start); sets $port and $pid and appends the pid to $pids
 start() {
 	name=$1
 	d=$dir/$name
 	mkdir -p "$d"
 	printf 'cache_size = %s\nworkers = %s\n' "$2" "$WORKERS" >"$d/buffdb.conf"
-	tries=0
-	while [ "$tries" -lt 5 ]; do
-		tries=$((tries + 1))
-		port=$(free_port)
-		"$BUFFDB" run "127.0.0.1:$port" -c "$d/buffdb.conf" \
-			--kv-store "$d/kv.db" --blob-store "$d/blob.db" \
-			>"$d/log" 2>&1 &
-		pid=$!
-		pids="$pids $pid"
-		# the master logs "ready:" once every worker listens (10 s at most)
-		n=0
-		while [ "$n" -lt 100 ] && kill -0 "$pid" 2>/dev/null; do
-			if grep -q 'ready:' "$d/log"; then
-				return 0
-			fi
-			sleep 0.1
-			n=$((n + 1))
-		done
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	echo "cache_ratio.sh: the $name server did not start; its log:" >&2
-	cat "$d/log" >&2
-	exit 1
-}
-
-# json_num KEY FILE - the first number after "KEY": in FILE
-json_num() {
-	sed -n "s/.*\"$1\":\([0-9.][0-9.]*\).*/\1/p" "$2" | head -n 1
-}
-
-# cache_counts KV_STORE - "hits misses" summed over the server's
-# processes, from `buffdb stats`
-cache_counts() {
-	"$BUFFDB" stats -s "$1" 2>/dev/null |
-		awk '$1 == "total" { print $3, $4; found = 1 }
-		END { if (!found) print "0 0" }'
+	server_start "$d" || exit 1
+	pids="$pids $pid"
 }
 
 # preload NAME PORT - set every hot key once (one Get follows, unmeasured

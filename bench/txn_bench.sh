@@ -43,17 +43,10 @@ WORKERS=${WORKERS:-0}
 BUILD=${1:-.}
 BUFFDB=${BUFFDB_BIN:-$BUILD/buffdb}
 BENCH=${BENCH_BIN:-$BUILD/buffdb-bench}
+prog=txn_bench.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-die() {
-	echo "txn_bench.sh: $*" >&2
-	exit 2
-}
-
-whole() {
-	case $2 in
-	'' | *[!0-9]*) die "$1 must be a whole number, not '$2'" ;;
-	esac
-}
 whole SETS "$SETS"
 whole KEYS "$KEYS"
 whole VALUE_SIZE "$VALUE_SIZE"
@@ -78,63 +71,15 @@ pid=""
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-	if [ -n "$pid" ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		n=0
-		while [ "$n" -lt 150 ] && kill -0 "$pid" 2>/dev/null; do
-			sleep 0.1
-			n=$((n + 1))
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
+	[ -z "$pid" ] || server_stop "$pid"
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
 printf 'synchronous = normal\nworkers = %s\n' "$WORKERS" >"$dir/buffdb.conf"
-tries=0
-ready=0
-while [ "$tries" -lt 5 ] && [ "$ready" -eq 0 ]; do
-	tries=$((tries + 1))
-	port=$(free_port)
-	"$BUFFDB" run "127.0.0.1:$port" -c "$dir/buffdb.conf" \
-		--kv-store "$dir/kv.db" --blob-store "$dir/blob.db" >"$dir/log" 2>&1 &
-	pid=$!
-	n=0
-	while [ "$n" -lt 100 ] && kill -0 "$pid" 2>/dev/null; do
-		if grep -q 'ready:' "$dir/log"; then
-			ready=1
-			break
-		fi
-		sleep 0.1
-		n=$((n + 1))
-	done
-	if [ "$ready" -eq 0 ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-		pid=""
-	fi
-done
-if [ "$ready" -eq 0 ]; then
-	echo "txn_bench.sh: the server did not start; its log:" >&2
-	cat "$dir/log" >&2
-	exit 1
-fi
-
-json_num() {
-	sed -n "s/.*\"$1\":\([0-9.][0-9.]*\).*/\1/p" "$2" | head -n 1
-}
+server_start "$dir" || exit 1
 
 echo "txn_bench.sh: BeginTransaction + $SETS x Kv.Set + CommitTransaction, unary calls,"
 echo "  keys uniform over $KEYS, values of $VALUE_SIZE bytes, $DURATION s per run (+1 s warmup), $(sed -n 's/.*ready: \([0-9]*\) workers.*/\1/p' "$dir/log") workers, synchronous=NORMAL"

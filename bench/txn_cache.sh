@@ -36,17 +36,10 @@ WORKERS=${WORKERS:-2}
 BUILD=${1:-.}
 BUFFDB=${BUFFDB_BIN:-$BUILD/buffdb}
 BENCH=${BENCH_BIN:-$BUILD/buffdb-bench}
+prog=txn_cache.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-die() {
-	echo "txn_cache.sh: $*" >&2
-	exit 2
-}
-
-whole() {
-	case $2 in
-	'' | *[!0-9]*) die "$1 must be a whole number, not '$2'" ;;
-	esac
-}
 whole KEYS "$KEYS"
 whole DURATION "$DURATION"
 whole WORKERS "$WORKERS"
@@ -69,70 +62,15 @@ cleanup() {
 		kill -TERM "$tpid" 2>/dev/null || true
 		wait "$tpid" 2>/dev/null || true
 	fi
-	if [ -n "$pid" ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		n=0
-		while [ "$n" -lt 150 ] && kill -0 "$pid" 2>/dev/null; do
-			sleep 0.1
-			n=$((n + 1))
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
+	[ -z "$pid" ] || server_stop "$pid"
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
 printf 'cache_size = 64M\nworkers = %s\n' "$WORKERS" >"$dir/buffdb.conf"
-tries=0
-ready=0
-while [ "$tries" -lt 5 ] && [ "$ready" -eq 0 ]; do
-	tries=$((tries + 1))
-	port=$(free_port)
-	"$BUFFDB" run "127.0.0.1:$port" -c "$dir/buffdb.conf" \
-		--kv-store "$dir/kv.db" --blob-store "$dir/blob.db" >"$dir/log" 2>&1 &
-	pid=$!
-	n=0
-	while [ "$n" -lt 100 ] && kill -0 "$pid" 2>/dev/null; do
-		if grep -q 'ready:' "$dir/log"; then
-			ready=1
-			break
-		fi
-		sleep 0.1
-		n=$((n + 1))
-	done
-	if [ "$ready" -eq 0 ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-		pid=""
-	fi
-done
-if [ "$ready" -eq 0 ]; then
-	echo "txn_cache.sh: the server did not start; its log:" >&2
-	cat "$dir/log" >&2
-	exit 1
-fi
-
-json_num() {
-	sed -n "s/.*\"$1\":\([0-9.][0-9.]*\).*/\1/p" "$2" | head -n 1
-}
-
-# hits_misses - "hits misses" summed over the server's processes
-hits_misses() {
-	"$BUFFDB" stats -s "$dir/kv.db" 2>/dev/null |
-		awk '$1 == "total" { print $3, $4; found = 1 }
-		END { if (!found) print "0 0" }'
-}
+server_start "$dir" || exit 1
 
 if ! timeout 120 "$BENCH" --addr "127.0.0.1:$port" --connections 8 \
 	--keyspace "$KEYS" --preload --requests 1 --warmup 0 --json kv-get \
@@ -144,7 +82,7 @@ fi
 
 echo "txn_cache.sh: $KEYS hot keys, $WORKERS workers, cache_size 64M, $DURATION s:"
 echo "  kv-get (4 connections, --pipeline 16 --coalesce) while txn (2 connections, 4 Sets each) commits"
-c0=$(hits_misses)
+c0=$(cache_counts "$dir/kv.db")
 timeout 60 "$BENCH" --addr "127.0.0.1:$port" --connections 2 \
 	--keyspace "$KEYS" --duration "$DURATION" --warmup 0 --json txn \
 	>"$dir/txn.json" 2>"$dir/txn.err" &
@@ -156,7 +94,7 @@ timeout 60 "$BENCH" --addr "127.0.0.1:$port" --connections 4 --pipeline 16 \
 trc=0
 wait "$tpid" || trc=$?
 tpid=""
-c1=$(hits_misses)
+c1=$(cache_counts "$dir/kv.db")
 
 gets=$(json_num ops_per_sec "$dir/get.json")
 txns=$(json_num ops_per_sec "$dir/txn.json")
