@@ -161,8 +161,8 @@ struct bthread {
     int finished;   /* atomic */
     int coalesce;   /* --coalesce and streamed */
     int hold_ok;    /* handling an answer: new requests may be held */
-    int held;       /* completions handled while requests are held */
     struct scall *holding; /* streams with requests held */
+    int held_for;   /* completions handled since the first was held */
     int created;    /* its pthread exists */
 };
 
@@ -542,8 +542,6 @@ scall_progress(struct scall *sc)
         struct bthread *t = sc->slot->t;
         if (!sc->send_inflight && sc->nsent < sc->n) {
             if (t->hold_ok && sc->md_sent) {
-                if (!t->held)
-                    t->held = 1;
                 if (!sc->held) {
                     sc->held = 1;
                     sc->hprev = NULL;
@@ -957,7 +955,7 @@ cancel_all(struct bthread *t)
 static void
 flush_held(struct bthread *t)
 {
-    t->held = 0;
+    t->held_for = 0;
     while (t->holding != NULL) {
         struct scall *sc = t->holding;
         hold_unlink(sc);
@@ -978,20 +976,21 @@ thread_main(void *arg)
         gpr_timespec dl =
             gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                          gpr_time_from_millis(TICK_MS, GPR_TIMESPAN));
-        if (t->held > HOLD_EVENTS)
+        if (t->holding != NULL && t->held_for > HOLD_EVENTS)
             flush_held(t);
+        if (t->holding == NULL)
+            t->held_for = 0;
         grpc_event ev = grpc_completion_queue_next(
-            t->cq, t->held ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : dl, NULL);
+            t->cq, t->holding ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : dl, NULL);
         now = bench_now_ns();
-        if (ev.type == GRPC_QUEUE_TIMEOUT && t->held) {
+        if (ev.type == GRPC_QUEUE_TIMEOUT && t->holding != NULL) {
             flush_held(t);
             continue;
         }
         if (ev.type == GRPC_OP_COMPLETE) {
             struct tag *tg = ev.tag;
             t->hold_ok = t->coalesce && tg->kind == K_RECV;
-            if (t->held)
-                t->held++;
+            t->held_for++;
             dispatch(t, ev.tag, ev.success, now);
             t->hold_ok = 0;
         }
@@ -1181,7 +1180,7 @@ bench_engine_run(struct bench_engine *e, const struct bench_phase *ph,
         t->streamed = o->target != BT_ETCD && ph->pipeline > 1;
         t->txn = o->workload == BW_TXN && !ph->preload;
         t->coalesce = t->streamed && o->coalesce;
-        t->held = t->hold_ok = 0;
+        t->held_for = t->hold_ok = 0;
         t->holding = NULL;
         t->deadline = deadline;
         t->quota = ph->requests / (uint64_t)e->nthreads +

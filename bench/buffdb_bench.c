@@ -356,9 +356,7 @@ summarize(const struct bench_stats *st, uint64_t t_measure, struct summary *s)
 static const char *
 mode_name(const struct bench_opts *o)
 {
-    if (o->target == BT_ETCD)
-        return "unary";
-    if (o->pipeline < 2)
+    if (o->target == BT_ETCD || o->pipeline < 2)
         return "unary";
     return o->coalesce ? "streamed, coalesced" : "streamed";
 }
